@@ -1,0 +1,1 @@
+"""ptk.pipelines: the ``ptk`` command line and the orchestration behind each command."""

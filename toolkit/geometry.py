@@ -1,0 +1,321 @@
+"""Protein geometry in torch, batched over leading dimensions: one implementation of each formula.
+
+Everything here is called by ingest, the models, the losses and the evaluators alike. Units are
+Å and radians. Every function that can meet degenerate input (coincident or collinear atoms,
+missing atoms) returns finite values plus a validity mask, and has finite gradients there: the
+unsafe operand of ``sqrt``/``atan2``/division is replaced *before* the operation, not after.
+
+Shape letters: ``*b`` leading batch dims, ``n`` residues, ``a`` atoms (37 in atom37), ``k``
+χ index (4).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from jaxtyping import Bool, Float, Int
+from ptk.residues import CHI_ATOM37_INDEX, CHI_DEFINED, CHI_SYMMETRIC
+from torch import Tensor
+
+__all__ = [
+    "EPS",
+    "safe_norm",
+    "normalize",
+    "pairwise_distances",
+    "dihedral",
+    "bond_angle",
+    "backbone_frames",
+    "backbone_dihedrals",
+    "chi_angles",
+    "chi_symmetric",
+    "pseudo_bond_angles",
+    "pseudo_torsions",
+    "contact_map",
+    "kabsch",
+    "apply_transform",
+    "superpose",
+    "rmsd",
+]
+
+#: Squared-length floor below which a vector counts as zero (1e-6 Å, squared).
+EPS: float = 1e-12
+
+
+def safe_norm(
+    x: Float[Tensor, "*b d"], dim: int = -1, keepdim: bool = False, eps: float = EPS
+) -> Float[Tensor, "*b"]:
+    """Euclidean norm with a finite gradient at zero (``sqrt(max(|x|², eps))``)."""
+    return torch.sqrt(torch.clamp((x * x).sum(dim=dim, keepdim=keepdim), min=eps))
+
+
+def normalize(x: Float[Tensor, "*b d"], eps: float = EPS) -> Float[Tensor, "*b d"]:
+    """``x / |x|`` with the safe norm (a zero vector stays finite)."""
+    return x / safe_norm(x, keepdim=True, eps=eps)
+
+
+def pairwise_distances(
+    x: Float[Tensor, "*b n 3"], y: Float[Tensor, "*b m 3"] | None = None, eps: float = EPS
+) -> Float[Tensor, "*b n m"]:
+    """All pairwise distances with finite gradients at zero distance (never ``torch.cdist``'s
+    backward, which is NaN on the diagonal)."""
+    y = x if y is None else y
+    diff = x[..., :, None, :] - y[..., None, :, :]
+    return safe_norm(diff, eps=eps)
+
+
+_TABLES: dict[tuple[str, torch.device], Tensor] = {}
+
+
+def _table(name: str, device: torch.device) -> Tensor:
+    """The residue table ``name`` as a tensor on ``device`` (built once per device)."""
+    key = (name, device)
+    if key not in _TABLES:
+        source = {"chi_index": CHI_ATOM37_INDEX, "chi_defined": CHI_DEFINED,
+                  "chi_symmetric": CHI_SYMMETRIC}[name]
+        _TABLES[key] = torch.tensor(source, device=device)
+    return _TABLES[key]
+
+
+def _finite(*xs: Tensor) -> Tensor:
+    ok = torch.ones((), dtype=torch.bool, device=xs[0].device)
+    for x in xs:
+        ok = ok & torch.isfinite(x).all(dim=-1)
+    return ok
+
+
+def dihedral(
+    p0: Float[Tensor, "*b 3"],
+    p1: Float[Tensor, "*b 3"],
+    p2: Float[Tensor, "*b 3"],
+    p3: Float[Tensor, "*b 3"],
+    eps: float = 1e-8,
+) -> tuple[Float[Tensor, "*b"], Bool[Tensor, "*b"]]:
+    """Dihedral angle p0-p1-p2-p3 in (−π, π], IUPAC sign (clockwise looking down p1→p2 is +).
+
+    ``atan2(|b2| b1·(b2×b3), (b1×b2)·(b2×b3))`` with b1 = p1−p0, b2 = p2−p1, b3 = p3−p2.
+
+    Returns:
+        (angle, valid): angle is 0 where invalid (a NaN atom, coincident or collinear atoms).
+    """
+    finite = _finite(p0, p1, p2, p3)
+    zero = torch.zeros_like(p0)
+    p0, p1, p2, p3 = (torch.where(finite[..., None], p, zero) for p in (p0, p1, p2, p3))
+    b1, b2, b3 = p1 - p0, p2 - p1, p3 - p2
+    n1 = torch.cross(b1, b2, dim=-1)
+    n2 = torch.cross(b2, b3, dim=-1)
+    y = safe_norm(b2) * (b1 * n2).sum(-1)
+    x = (n1 * n2).sum(-1)
+    # Collinear triples make n1 or n2 vanish and the angle undefined.
+    scale = safe_norm(b1) * safe_norm(b2) * safe_norm(b2) * safe_norm(b3)
+    valid = finite & (safe_norm(n1) * safe_norm(n2) > eps * scale) & (scale > eps)
+    x = torch.where(valid, x, torch.ones_like(x))
+    y = torch.where(valid, y, torch.zeros_like(y))
+    return torch.atan2(y, x) * valid, valid
+
+
+def bond_angle(
+    p0: Float[Tensor, "*b 3"], p1: Float[Tensor, "*b 3"], p2: Float[Tensor, "*b 3"]
+) -> tuple[Float[Tensor, "*b"], Bool[Tensor, "*b"]]:
+    """Angle p0-p1-p2 at p1 in [0, π] (atan2 form, stable near 0 and π); 0 where invalid."""
+    finite = _finite(p0, p1, p2)
+    zero = torch.zeros_like(p0)
+    p0, p1, p2 = (torch.where(finite[..., None], p, zero) for p in (p0, p1, p2))
+    u, v = p0 - p1, p2 - p1
+    valid = finite & ((u * u).sum(-1) > EPS) & ((v * v).sum(-1) > EPS)
+    cross = safe_norm(torch.cross(u, v, dim=-1))
+    dot = (u * v).sum(-1)
+    dot = torch.where(valid, dot, torch.ones_like(dot))
+    return torch.atan2(cross, dot) * valid, valid
+
+
+def backbone_frames(
+    n: Float[Tensor, "*b 3"], ca: Float[Tensor, "*b 3"], c: Float[Tensor, "*b 3"]
+) -> tuple[Float[Tensor, "*b 3 3"], Float[Tensor, "*b 3"], Bool[Tensor, "*b"]]:
+    """Backbone frames in the qFitLatent convention (``../shared/seeds/qfitlatent_readme.txt``).
+
+    x̂ = (C−Cα)/|C−Cα|, ẑ = x̂×(N−Cα)/|x̂×(N−Cα)|, ŷ = ẑ×x̂; the rotation's *columns* are
+    (x̂, ŷ, ẑ) and the origin is Cα, so a global point is ``R @ local + t`` and the local
+    coordinates of a point p are ``Rᵀ (p − t)``: Cα at the origin, C on +x, N in the xy-plane
+    with y > 0.
+
+    Returns:
+        (rot, trans, valid): identity rotation where N, Cα, C are missing or collinear.
+    """
+    finite = _finite(n, ca, c)
+    zero = torch.zeros_like(ca)
+    n, ca, c = (torch.where(finite[..., None], p, zero) for p in (n, ca, c))
+    e0 = c - ca
+    v = n - ca
+    cross = torch.cross(e0, v, dim=-1)
+    len0 = (e0 * e0).sum(-1)
+    valid = finite & (len0 > EPS) & ((cross * cross).sum(-1) > 1e-6 * len0 * (v * v).sum(-1))
+    x_hat = normalize(e0)
+    z_hat = normalize(torch.cross(x_hat, v, dim=-1))
+    y_hat = torch.cross(z_hat, x_hat, dim=-1)
+    rot = torch.stack([x_hat, y_hat, z_hat], dim=-1)
+    eye = torch.eye(3, dtype=rot.dtype, device=rot.device).expand_as(rot)
+    rot = torch.where(valid[..., None, None], rot, eye)
+    return rot, ca, valid
+
+
+def _shifted(x: Tensor, offset: int, dim: int) -> Tensor:
+    """x[i + offset] along ``dim``, NaN-padded past the ends."""
+    pad = torch.full_like(x.narrow(dim, 0, abs(offset)), float("nan"))
+    if offset > 0:
+        return torch.cat([x.narrow(dim, offset, x.shape[dim] - offset), pad], dim=dim)
+    return torch.cat([pad, x.narrow(dim, 0, x.shape[dim] + offset)], dim=dim)
+
+
+def backbone_dihedrals(
+    n: Float[Tensor, "*b n 3"], ca: Float[Tensor, "*b n 3"], c: Float[Tensor, "*b n 3"]
+) -> dict[str, Tensor]:
+    """φ, ψ, ω per residue, as ``biotite.structure.dihedral_backbone`` defines them.
+
+    φᵢ = (Cᵢ₋₁, Nᵢ, Cαᵢ, Cᵢ), ψᵢ = (Nᵢ, Cαᵢ, Cᵢ, Nᵢ₊₁), ωᵢ = (Cαᵢ, Cᵢ, Nᵢ₊₁, Cαᵢ₊₁), between
+    consecutive residues of the array (a chain break is flagged by the caller, not here).
+    Missing atoms are NaN in the input.
+
+    Returns:
+        ``{"phi", "psi", "omega"}`` each ``[*b, n]`` and ``{"phi_mask", ...}`` validity masks.
+    """
+    dim = -2
+    c_prev, n_next, ca_next = _shifted(c, -1, dim), _shifted(n, 1, dim), _shifted(ca, 1, dim)
+    phi, phi_mask = dihedral(c_prev, n, ca, c)
+    psi, psi_mask = dihedral(n, ca, c, n_next)
+    omega, omega_mask = dihedral(ca, c, n_next, ca_next)
+    return {
+        "phi": phi, "psi": psi, "omega": omega,
+        "phi_mask": phi_mask, "psi_mask": psi_mask, "omega_mask": omega_mask,
+    }  # fmt: skip
+
+
+def chi_angles(
+    positions: Float[Tensor, "*b n 37 3"],
+    mask: Bool[Tensor, "*b n 37"],
+    aatype: Int[Tensor, "*b n"],
+) -> tuple[Float[Tensor, "*b n 4"], Bool[Tensor, "*b n 4"]]:
+    """χ1–χ4 per residue (IUPAC atoms of :data:`ptk.residues.CHI_ATOMS`).
+
+    Returns:
+        (chi, chi_mask): chi is 0 where the χ is undefined for the residue type, an atom is
+        missing, or the atoms are degenerate.
+    """
+    device = positions.device
+    aatype = aatype.long().clamp(0, CHI_ATOM37_INDEX.shape[0] - 1)
+    index = _table("chi_index", device)[aatype]  # [*b, n, 4, 4]
+    defined = _table("chi_defined", device)[aatype]  # [*b, n, 4]
+    masked = torch.where(mask[..., None], positions, torch.full_like(positions, float("nan")))
+    flat_index = index.flatten(-2)  # [*b, n, 16]
+    gathered = torch.gather(
+        masked, -2, flat_index[..., None].expand(*flat_index.shape, 3)
+    ).unflatten(-2, (4, 4))  # [*b, n, 4 chi, 4 atoms, 3]
+    chi, valid = dihedral(*gathered.unbind(-2))
+    valid = valid & defined
+    return chi * valid, valid
+
+
+def chi_symmetric(aatype: Int[Tensor, "*b n"]) -> Bool[Tensor, "*b n 4"]:
+    """Whether each χ is π-periodic for the residue type (ASP χ2, GLU χ3, PHE χ2, TYR χ2)."""
+    table = _table("chi_symmetric", aatype.device)
+    return table[aatype.long().clamp(0, table.shape[0] - 1)]
+
+
+def pseudo_bond_angles(ca: Float[Tensor, "*b n 3"]) -> tuple[Float[Tensor, "*b n"], Bool[Tensor, "*b n"]]:
+    """Cα pseudo-bond angle θᵢ = ∠(Cαᵢ₋₁, Cαᵢ, Cαᵢ₊₁); undefined at both chain ends."""
+    return bond_angle(_shifted(ca, -1, -2), ca, _shifted(ca, 1, -2))
+
+
+def pseudo_torsions(ca: Float[Tensor, "*b n 3"]) -> tuple[Float[Tensor, "*b n"], Bool[Tensor, "*b n"]]:
+    """Cα pseudo-torsion τᵢ = dihedral(Cαᵢ₋₁, Cαᵢ, Cαᵢ₊₁, Cαᵢ₊₂), aligned with θᵢ at index i
+    (the pair (θᵢ, τᵢ) is the pseudo-Ramachandran point of residue i)."""
+    return dihedral(_shifted(ca, -1, -2), ca, _shifted(ca, 1, -2), _shifted(ca, 2, -2))
+
+
+def contact_map(
+    ca: Float[Tensor, "*b n 3"], mask: Bool[Tensor, "*b n"] | None = None, cutoff: float = 8.0
+) -> Bool[Tensor, "*b n n"]:
+    """Cα–Cα distance below ``cutoff`` Å (8 Å default), False where either residue is masked or
+    missing. The diagonal is included (a residue contacts itself)."""
+    finite = torch.isfinite(ca).all(-1)
+    mask = finite if mask is None else mask & finite
+    ca = torch.where(mask[..., None], ca, torch.zeros_like(ca))
+    d = pairwise_distances(ca)
+    return (d < cutoff) & mask[..., :, None] & mask[..., None, :]
+
+
+def kabsch(
+    mobile: Float[Tensor, "*b n 3"],
+    target: Float[Tensor, "*b n 3"],
+    weights: Float[Tensor, "*b n"] | Bool[Tensor, "*b n"] | None = None,
+) -> tuple[Float[Tensor, "*b 3 3"], Float[Tensor, "*b 3"]]:
+    """Weighted least-squares rigid fit (Kabsch 1976): ``R @ mobile + t ≈ target``.
+
+    Computed in float64 for accuracy and returned in the input dtype. Points with zero weight
+    (or non-finite coordinates) take no part; with fewer than one weighted point the result is
+    the identity. The SVD sign fix keeps det R = +1 (no reflections).
+
+    Returns:
+        (rot ``[*b, 3, 3]``, trans ``[*b, 3]``).
+    """
+    dtype = mobile.dtype
+    finite = torch.isfinite(mobile).all(-1) & torch.isfinite(target).all(-1)
+    w = finite.to(torch.float64) if weights is None else weights.to(torch.float64) * finite
+    x = torch.where(finite[..., None], mobile, torch.zeros_like(mobile)).to(torch.float64)
+    y = torch.where(finite[..., None], target, torch.zeros_like(target)).to(torch.float64)
+    total = w.sum(-1, keepdim=True)
+    has_points = total > 0
+    total = torch.where(has_points, total, torch.ones_like(total))
+    x_mean = (w[..., None] * x).sum(-2) / total
+    y_mean = (w[..., None] * y).sum(-2) / total
+    xc, yc = x - x_mean[..., None, :], y - y_mean[..., None, :]
+    cov = torch.einsum("...n,...ni,...nj->...ij", w, yc, xc)  # Σ w yᵢ xⱼᵀ
+    u, _, vh = torch.linalg.svd(cov)
+    d = torch.sign(torch.linalg.det(u @ vh))
+    d = torch.where(d == 0, torch.ones_like(d), d)
+    fix = torch.ones_like(u[..., 0, :])
+    fix = torch.cat([fix[..., :2], d[..., None]], dim=-1)
+    rot = u @ torch.diag_embed(fix) @ vh
+    eye = torch.eye(3, dtype=rot.dtype, device=rot.device).expand_as(rot)
+    rot = torch.where(has_points[..., None], rot, eye)
+    trans = y_mean - (rot @ x_mean[..., None])[..., 0]
+    return rot.to(dtype), trans.to(dtype)
+
+
+def apply_transform(
+    rot: Float[Tensor, "*b 3 3"], trans: Float[Tensor, "*b 3"], points: Float[Tensor, "*b n 3"]
+) -> Float[Tensor, "*b n 3"]:
+    """``R @ p + t`` for every point."""
+    return torch.einsum("...ij,...nj->...ni", rot, points) + trans[..., None, :]
+
+
+def superpose(
+    mobile: Float[Tensor, "*b n 3"],
+    target: Float[Tensor, "*b n 3"],
+    weights: Float[Tensor, "*b n"] | Bool[Tensor, "*b n"] | None = None,
+) -> Float[Tensor, "*b n 3"]:
+    """``mobile`` moved onto ``target`` by the weighted Kabsch fit."""
+    rot, trans = kabsch(mobile, target, weights)
+    return apply_transform(rot, trans, mobile)
+
+
+def rmsd(
+    a: Float[Tensor, "*b n 3"],
+    b: Float[Tensor, "*b n 3"],
+    mask: Bool[Tensor, "*b n"] | None = None,
+    align: bool = True,
+) -> Float[Tensor, "*b"]:
+    """Root-mean-square deviation over the masked points, after optimal superposition of ``a``
+    onto ``b`` when ``align`` (default). NaN coordinates count as masked; no points → 0."""
+    finite = torch.isfinite(a).all(-1) & torch.isfinite(b).all(-1)
+    m = finite if mask is None else mask.bool() & finite
+    if align:
+        a = superpose(a, b, m)
+    diff = torch.where(m[..., None], a - b, torch.zeros_like(a))
+    count = m.sum(-1).clamp(min=1).to(a.dtype)
+    return torch.sqrt(torch.clamp((diff * diff).sum((-1, -2)) / count, min=EPS))
+
+
+def deg(x: Tensor) -> Tensor:
+    """Radians → degrees (for display; every API takes radians)."""
+    return x * (180.0 / math.pi)
