@@ -1,0 +1,1 @@
+"""Pallatom: sparse windowed atom transformers and their losses."""
