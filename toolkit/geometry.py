@@ -71,8 +71,9 @@ def _table(name: str, device: torch.device) -> Tensor:
     """The residue table ``name`` as a tensor on ``device`` (built once per device)."""
     key = (name, device)
     if key not in _TABLES:
-        source = {"chi_index": CHI_ATOM37_INDEX, "chi_defined": CHI_DEFINED,
-                  "chi_symmetric": CHI_SYMMETRIC}[name]
+        source = {"chi_index": CHI_ATOM37_INDEX, "chi_defined": CHI_DEFINED, "chi_symmetric": CHI_SYMMETRIC}[
+            name
+        ]
         _TABLES[key] = torch.tensor(source, device=device)
     return _TABLES[key]
 
@@ -106,9 +107,12 @@ def dihedral(
     n2 = torch.cross(b2, b3, dim=-1)
     y = safe_norm(b2) * (b1 * n2).sum(-1)
     x = (n1 * n2).sum(-1)
-    # Collinear triples make n1 or n2 vanish and the angle undefined.
-    scale = safe_norm(b1) * safe_norm(b2) * safe_norm(b2) * safe_norm(b3)
-    valid = finite & (safe_norm(n1) * safe_norm(n2) > eps * scale) & (scale > eps)
+    # Coincident atoms or collinear triples make n1 or n2 vanish and the angle undefined:
+    # require every bond to have length and sin² of both bond angles above ``eps``.
+    sq = lambda v: (v * v).sum(-1)  # noqa: E731
+    l1, l2, l3 = sq(b1), sq(b2), sq(b3)
+    valid = finite & (l1 > EPS) & (l2 > EPS) & (l3 > EPS)
+    valid = valid & (sq(n1) > eps * l1 * l2) & (sq(n2) > eps * l2 * l3)
     x = torch.where(valid, x, torch.ones_like(x))
     y = torch.where(valid, y, torch.zeros_like(y))
     return torch.atan2(y, x) * valid, valid
@@ -207,9 +211,9 @@ def chi_angles(
     defined = _table("chi_defined", device)[aatype]  # [*b, n, 4]
     masked = torch.where(mask[..., None], positions, torch.full_like(positions, float("nan")))
     flat_index = index.flatten(-2)  # [*b, n, 16]
-    gathered = torch.gather(
-        masked, -2, flat_index[..., None].expand(*flat_index.shape, 3)
-    ).unflatten(-2, (4, 4))  # [*b, n, 4 chi, 4 atoms, 3]
+    gathered = torch.gather(masked, -2, flat_index[..., None].expand(*flat_index.shape, 3)).unflatten(
+        -2, (4, 4)
+    )  # [*b, n, 4 chi, 4 atoms, 3]
     chi, valid = dihedral(*gathered.unbind(-2))
     valid = valid & defined
     return chi * valid, valid
@@ -310,7 +314,11 @@ def rmsd(
     finite = torch.isfinite(a).all(-1) & torch.isfinite(b).all(-1)
     m = finite if mask is None else mask.bool() & finite
     if align:
-        a = superpose(a, b, m)
+        # The fit is detached: at the optimal superposition the RMSD is stationary in R and t
+        # (envelope theorem), so this is the exact gradient, and it avoids the SVD backward,
+        # which is NaN for degenerate (e.g. collinear) point sets.
+        rot, trans = kabsch(a.detach(), b.detach(), m)
+        a = apply_transform(rot, trans, a)
     diff = torch.where(m[..., None], a - b, torch.zeros_like(a))
     count = m.sum(-1).clamp(min=1).to(a.dtype)
     return torch.sqrt(torch.clamp((diff * diff).sum((-1, -2)) / count, min=EPS))

@@ -78,8 +78,7 @@ RESIDUE_HEAVY_ATOMS: Final = MappingProxyType(
         "PRO": ("N", "CA", "C", "O", "CB", "CG", "CD"),
         "SER": ("N", "CA", "C", "O", "CB", "OG"),
         "THR": ("N", "CA", "C", "O", "CB", "OG1", "CG2"),
-        "TRP": ("N", "CA", "C", "O", "CB", "CG", "CD1", "CD2", "NE1", "CE2", "CE3", "CZ2", "CZ3",
-                "CH2"),
+        "TRP": ("N", "CA", "C", "O", "CB", "CG", "CD1", "CD2", "NE1", "CE2", "CE3", "CZ2", "CZ3", "CH2"),
         "TYR": ("N", "CA", "C", "O", "CB", "CG", "CD1", "CD2", "CE1", "CE2", "CZ", "OH"),
         "VAL": ("N", "CA", "C", "O", "CB", "CG1", "CG2"),
         "UNK": ("N", "CA", "C", "O", "CB"),
@@ -90,8 +89,12 @@ RESIDUE_HEAVY_ATOMS: Final = MappingProxyType(
 CHI_ATOMS: Final = MappingProxyType(
     {
         "ALA": (),
-        "ARG": (("N", "CA", "CB", "CG"), ("CA", "CB", "CG", "CD"), ("CB", "CG", "CD", "NE"),
-                ("CG", "CD", "NE", "CZ")),
+        "ARG": (
+            ("N", "CA", "CB", "CG"),
+            ("CA", "CB", "CG", "CD"),
+            ("CB", "CG", "CD", "NE"),
+            ("CG", "CD", "NE", "CZ"),
+        ),
         "ASN": (("N", "CA", "CB", "CG"), ("CA", "CB", "CG", "OD1")),
         "ASP": (("N", "CA", "CB", "CG"), ("CA", "CB", "CG", "OD1")),
         "CYS": (("N", "CA", "CB", "SG"),),
@@ -101,8 +104,12 @@ CHI_ATOMS: Final = MappingProxyType(
         "HIS": (("N", "CA", "CB", "CG"), ("CA", "CB", "CG", "ND1")),
         "ILE": (("N", "CA", "CB", "CG1"), ("CA", "CB", "CG1", "CD1")),
         "LEU": (("N", "CA", "CB", "CG"), ("CA", "CB", "CG", "CD1")),
-        "LYS": (("N", "CA", "CB", "CG"), ("CA", "CB", "CG", "CD"), ("CB", "CG", "CD", "CE"),
-                ("CG", "CD", "CE", "NZ")),
+        "LYS": (
+            ("N", "CA", "CB", "CG"),
+            ("CA", "CB", "CG", "CD"),
+            ("CB", "CG", "CD", "CE"),
+            ("CG", "CD", "CE", "NZ"),
+        ),
         "MET": (("N", "CA", "CB", "CG"), ("CA", "CB", "CG", "SD"), ("CB", "CG", "SD", "CE")),
         "PHE": (("N", "CA", "CB", "CG"), ("CA", "CB", "CG", "CD1")),
         "PRO": (("N", "CA", "CB", "CG"), ("CA", "CB", "CG", "CD")),
@@ -162,8 +169,9 @@ def restype_index(name: str) -> int:
 def sequence_to_aatype(sequence: str) -> np.ndarray:
     """One-letter sequence → ``[n]`` int8 residue indices (anything unrecognised → UNK)."""
     lookup = {c: i for i, c in enumerate(RESTYPES_1)}
-    return np.fromiter((lookup.get(c, UNK_INDEX) for c in sequence.upper()), dtype=np.int8,
-                       count=len(sequence))
+    return np.fromiter(
+        (lookup.get(c, UNK_INDEX) for c in sequence.upper()), dtype=np.int8, count=len(sequence)
+    )
 
 
 def aatype_to_sequence(aatype: np.ndarray) -> str:

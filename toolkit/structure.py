@@ -85,6 +85,9 @@ class Chain:
         resnum: ``[n]`` int32 author residue numbers.
         icode: ``[n]`` insertion codes (``""`` where none).
         positions: ``[n, 37, 3]`` float32 coordinates of the primary conformer, NaN where absent.
+            The primary conformer of a residue is its blank-altloc atoms plus the named altloc
+            with the highest mean heavy-atom occupancy (first label in file order on ties); a
+            per-residue choice, so a side chain is never stitched from two altlocs.
         mask: ``[n, 37]`` atom present in the primary conformer.
         bfactor: ``[n, 37]`` float32 B-factors (NaN where absent).
         conformers: all named conformers, when read with ``altlocs=True``.
@@ -205,6 +208,8 @@ def _parse(path: Path, text: bytes) -> gemmi.Structure:
     if len(structure) == 0:
         raise StructureError(path, "no models in file")
     structure.merge_chain_parts()
+    structure.remove_hydrogens()  # in C++, before the per-atom Python pass
+    structure.remove_waters()
     return structure
 
 
@@ -220,21 +225,16 @@ def _pdb_id(path: Path, structure: gemmi.Structure) -> str:
     return (match.group(1) if match else name).lower()
 
 
-def _is_hydrogen(atom: gemmi.Atom) -> bool:
-    return atom.element.name in ("H", "D") or atom.is_hydrogen()
-
-
 def _chain_arrays(chain: gemmi.Chain, pdb_id: str, altlocs: bool) -> Chain | None:
-    # Group residues by (seqid) so a residue split over records (microheterogeneity or
+    # Group residues by seqid so a residue split over records (microheterogeneity, or
     # altloc-specific residue records) is one residue; the first record's name wins.
     groups: list[tuple[str, int, str, list[gemmi.Residue]]] = []
     for residue in chain:
-        if residue.is_water():
-            continue
         parent = parent_residue(residue.name)
         if parent is None:
             continue
-        key = (residue.seqid.num, residue.seqid.icode)
+        seqid = residue.seqid
+        key = (seqid.num, seqid.icode)
         if groups and (groups[-1][1], groups[-1][2]) == key:
             groups[-1][3].append(residue)
         else:
@@ -242,93 +242,127 @@ def _chain_arrays(chain: gemmi.Chain, pdb_id: str, altlocs: bool) -> Chain | Non
     if not groups:
         return None
 
+    # One flat pass over the atoms (the only per-atom Python), then numpy.
     n = len(groups)
-    aatype = np.empty(n, dtype=np.int8)
-    resname = np.empty(n, dtype=object)
-    resnum = np.empty(n, dtype=np.int32)
-    icode = np.empty(n, dtype=object)
-    positions = np.full((n, NUM_ATOMS, 3), np.nan, dtype=np.float32)
-    bfactor = np.full((n, NUM_ATOMS), np.nan, dtype=np.float32)
-    mask = np.zeros((n, NUM_ATOMS), dtype=bool)
-    primary_occ = np.full((n, NUM_ATOMS), -1.0, dtype=np.float32)
-
-    per_residue_altlocs: list[list[str]] = []
-    atom_records: list[list[tuple[str, int, gemmi.Atom]]] = []
-    for i, (parent, num, ic, records) in enumerate(groups):
+    res_of, slot_of, label_of, xyz, occ, bfac = [], [], [], [], [], []
+    for i, (_, _, _, records) in enumerate(groups):
         first_name = records[0].name
-        aatype[i] = restype_index(parent)
-        resname[i] = first_name
-        resnum[i] = num
-        icode[i] = ic.strip()
-        seen: list[str] = []
-        atoms: list[tuple[str, int, gemmi.Atom]] = []
         for record in records:
             if record.name != first_name:
                 continue
+            renamed = first_name not in THREE_TO_ONE
             for atom in record:
-                if _is_hydrogen(atom):
+                name = atom.name
+                if renamed:
+                    name = _RENAMED_ATOMS.get((first_name, name), name)
+                slot = ATOM37_INDEX.get(name)
+                if slot is None:  # hydrogens (removed already), OXT-like extras, ligand atoms
                     continue
-                atom_name = _RENAMED_ATOMS.get((record.name, atom.name), atom.name)
-                slot = ATOM37_INDEX.get(atom_name)
-                if slot is None:
-                    continue
-                label = atom.altloc if atom.altloc != "\x00" else ""
-                label = label.strip()
-                if label and label not in seen:
-                    seen.append(label)
-                atoms.append((label, slot, atom))
-                # Primary conformer: blank altloc, else the highest-occupancy altloc of that atom
-                # (first label on ties).
-                occ = -0.5 if label else 2.0  # blank atoms always win
-                if label:
-                    occ = atom.occ
-                if occ > primary_occ[i, slot]:
-                    primary_occ[i, slot] = occ
-                    pos = atom.pos
-                    positions[i, slot] = (pos.x, pos.y, pos.z)
-                    bfactor[i, slot] = atom.b_iso
-                    mask[i, slot] = True
-        per_residue_altlocs.append(seen)
-        atom_records.append(atoms)
+                res_of.append(i)
+                slot_of.append(slot)
+                label_of.append(atom.altloc)
+                xyz.append(atom.pos.tolist())
+                occ.append(atom.occ)
+                bfac.append(atom.b_iso)
+    atoms = _AtomTable(
+        residue=np.asarray(res_of, dtype=np.int64),
+        slot=np.asarray(slot_of, dtype=np.int64),
+        label=np.asarray(label_of, dtype="<U1"),
+        xyz=np.asarray(xyz, dtype=np.float32).reshape(-1, 3),
+        occupancy=np.asarray(occ, dtype=np.float32),
+        bfactor=np.asarray(bfac, dtype=np.float32),
+    )
+    atoms.label[atoms.label == "\x00"] = ""
 
-    conformers = _conformers(per_residue_altlocs, atom_records) if altlocs else None
+    # Per residue, the altloc letters in file order and the mean heavy-atom occupancy of each.
+    named = atoms.label != ""
+    per_residue_labels: list[list[str]] = [[] for _ in range(n)]
+    sums: dict[tuple[int, str], list[float]] = {}
+    for i, label, o in zip(
+        atoms.residue[named].tolist(),
+        atoms.label[named].tolist(),
+        atoms.occupancy[named].tolist(),
+        strict=True,
+    ):
+        entry = sums.get((i, label))
+        if entry is None:
+            per_residue_labels[i].append(label)
+            sums[(i, label)] = [o, 1.0]
+        else:
+            entry[0] += o
+            entry[1] += 1.0
+
+    # Primary conformer: blank atoms, plus the altloc with the highest mean heavy-atom occupancy
+    # (first label on ties; means rounded to 1e-4 since occupancies are written with two decimals
+    # and float sums must not break ties); a slot only other altlocs fill takes the first of them.
+    primary = [
+        max(labels, key=lambda a, i=i: round(sums[(i, a)][0] / sums[(i, a)][1], 4)) if labels else ""
+        for i, labels in enumerate(per_residue_labels)
+    ]
+    primary_label = np.asarray(primary, dtype="<U1")[atoms.residue]
+    rank = np.where(~named, 0, np.where(atoms.label == primary_label, 1, 2))
+    order = np.lexsort((np.arange(len(rank)), rank, atoms.slot, atoms.residue))
+    cell = atoms.residue[order] * NUM_ATOMS + atoms.slot[order]
+    _, first = np.unique(cell, return_index=True)
+    chosen = order[first]
+
+    positions = np.full((n, NUM_ATOMS, 3), np.nan, dtype=np.float32)
+    bfactor = np.full((n, NUM_ATOMS), np.nan, dtype=np.float32)
+    mask = np.zeros((n, NUM_ATOMS), dtype=bool)
+    r, s = atoms.residue[chosen], atoms.slot[chosen]
+    positions[r, s] = atoms.xyz[chosen]
+    bfactor[r, s] = atoms.bfactor[chosen]
+    mask[r, s] = True
+
     return Chain(
         pdb_id=pdb_id,
         name=chain.name,
-        aatype=aatype,
-        resname=resname.astype(str),
-        resnum=resnum,
-        icode=icode.astype(str),
+        aatype=np.asarray([restype_index(g[0]) for g in groups], dtype=np.int8),
+        resname=np.asarray([g[3][0].name for g in groups], dtype=str),
+        resnum=np.asarray([g[1] for g in groups], dtype=np.int32),
+        icode=np.asarray([g[2].strip() for g in groups], dtype=str),
         positions=positions,
         mask=mask,
         bfactor=bfactor,
-        conformers=conformers,
+        conformers=_conformers(per_residue_labels, atoms) if altlocs else None,
     )
 
 
-def _conformers(
-    per_residue_altlocs: list[list[str]], atom_records: list[list[tuple[str, int, gemmi.Atom]]]
-) -> Conformers:
-    n = len(per_residue_altlocs)
-    width = max(1, max((len(a) for a in per_residue_altlocs), default=1))
+@dataclass(frozen=True)
+class _AtomTable:
+    """The kept atoms of one chain, flat: residue index, atom37 slot, altloc letter, values."""
+
+    residue: np.ndarray
+    slot: np.ndarray
+    label: np.ndarray
+    xyz: np.ndarray
+    occupancy: np.ndarray
+    bfactor: np.ndarray
+
+
+def _conformers(per_residue_labels: list[list[str]], atoms: _AtomTable) -> Conformers:
+    n = len(per_residue_labels)
+    width = max(1, max((len(a) for a in per_residue_labels), default=1))
     labels = np.full((n, width), "", dtype="<U1")
     positions = np.full((n, width, NUM_ATOMS, 3), np.nan, dtype=np.float32)
     mask = np.zeros((n, width, NUM_ATOMS), dtype=bool)
     occupancy = np.full((n, width, NUM_ATOMS), np.nan, dtype=np.float32)
     named = np.zeros((n, width, NUM_ATOMS), dtype=bool)
-    for i, (names, atoms) in enumerate(zip(per_residue_altlocs, atom_records, strict=True)):
-        slots = {label: k for k, label in enumerate(names)}
+    for i, names in enumerate(per_residue_labels):
         labels[i, : len(names)] = names
-        n_conf = max(1, len(names))
-        for label, slot, atom in atoms:
-            pos = atom.pos
-            targets = range(n_conf) if not label else (slots[label],)
-            for k in targets:
-                if label or not named[i, k, slot]:  # a named atom overrides a blank one
-                    positions[i, k, slot] = (pos.x, pos.y, pos.z)
-                    occupancy[i, k, slot] = atom.occ
-                    mask[i, k, slot] = True
-                    named[i, k, slot] = bool(label)
+    n_conf = np.maximum(np.fromiter((len(a) for a in per_residue_labels), dtype=np.int64, count=n), 1)
+    is_named = atoms.label != ""
+    for k in range(width):
+        # Blank atoms go into every conformer of their residue; named atoms into their own.
+        label_k = labels[atoms.residue, k]
+        blank = ~is_named & (k < n_conf[atoms.residue])
+        own = is_named & (atoms.label == label_k)
+        for take, flag in ((blank, False), (own, True)):  # named written last: it overrides blank
+            r, s = atoms.residue[take], atoms.slot[take]
+            positions[r, k, s] = atoms.xyz[take]
+            occupancy[r, k, s] = atoms.occupancy[take]
+            mask[r, k, s] = True
+            named[r, k, s] = flag
     return Conformers(labels, positions, mask, occupancy, named)
 
 
