@@ -94,9 +94,10 @@ def test_frames_follow_the_qfitlatent_convention(dompdb_files: list[Path]) -> No
         eye = torch.eye(3, dtype=r.dtype).expand_as(r)
         torch.testing.assert_close(r.transpose(-1, -2) @ r, eye, atol=1e-9, rtol=0)
         torch.testing.assert_close(torch.linalg.det(r), torch.ones(len(r), dtype=r.dtype), atol=1e-9, rtol=0)
-        local = lambda p: (r.transpose(-1, -2) @ (p[valid] - t)[..., None])[..., 0]  # noqa: E731
-        torch.testing.assert_close(local(ca), torch.zeros_like(t), atol=1e-9, rtol=0)
-        c_local, n_local = local(c), local(n)
+        ca_local, c_local, n_local = (
+            (r.transpose(-1, -2) @ (p[valid] - t)[..., None])[..., 0] for p in (ca, c, n)
+        )
+        torch.testing.assert_close(ca_local, torch.zeros_like(t), atol=1e-9, rtol=0)
         assert (c_local[:, 0] > 0).all()
         torch.testing.assert_close(c_local[:, 1:], torch.zeros_like(c_local[:, 1:]), atol=1e-9, rtol=0)
         assert (n_local[:, 1] > 0).all()
