@@ -1,0 +1,717 @@
+"""Per-chain features for the shard datasets, and the pure per-file functions of the ingest.
+
+Two row kinds (``../shared/DESIGN.md`` "Shard columns"; the Arrow schemas live in
+:mod:`ptk.shards`):
+
+- :func:`cath_features` — one single-conformer chain (or CATH domain) → backbone, atom37
+  atoms, frames, φ/ψ/ω, χ, Cα contacts and quality fields;
+- :func:`qfit_features` — one multiconformer chain → the primary backbone frame, per-altloc
+  χ with occupancies normalised per residue, ``n_obs``, ``d_eff`` and ``chi_symmetric``.
+
+Every formula comes from :mod:`ptk.geometry` (frames, dihedrals, χ, contacts); this module only
+chooses which atoms go in and how the answers are masked. The functions are pure: numpy in,
+numpy out, no I/O. :func:`cath_file_rows` and :func:`qfit_file_rows` turn one input file into
+rows or a reject; the Dask pipeline (:mod:`ptk.pipelines.ingest`) only schedules them.
+
+qFit occupancy rule (the qFitLatent loss weights each altloc's χ by its occupancy ``o_a``):
+
+    A conformer's occupancy is the **median** occupancy of the atoms that carry its altloc
+    letter (blank atoms copied into every conformer do not vote; a residue without named
+    altlocs uses its own atoms). The per-residue values are then divided by their sum, so
+    they sum to 1. If they sum to zero (all-zero occupancies), every conformer gets an equal
+    weight 1/A and the residue is flagged (``OCC_ZERO``), never rejected.
+
+Why the median: real qFit files disagree between atoms of one altloc
+(``segment_example_multiconformer_model2_pruned.pdb``, LEU A10 altloc A: N 0.18, C 0.29,
+CB 0.17, …). The mean is pulled by the odd backbone atoms; the max picks exactly those odd
+values (0.29 there, although 6 of 8 atoms say 0.17–0.19); the median follows the majority
+(0.185) and is unchanged when atoms agree, which is every other file in ``../shared/data``.
+Residues whose raw values did not sum to 1 (±0.01) are flagged ``OCC_RENORMALISED``, and
+residues whose atoms of one altloc spread by more than 0.01 are flagged ``OCC_INCONSISTENT``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ptk import geometry
+from ptk.errors import PtkError, StructureError
+from ptk.residues import BACKBONE_INDICES, RESTYPES_1, UNK_INDEX, sequence_to_aatype
+from ptk.structure import Chain, read_chains
+
+__all__ = [
+    "CONTACT_CUTOFF",
+    "PEPTIDE_BOND_MAX",
+    "OCC_RENORMALISED",
+    "OCC_ZERO",
+    "OCC_INCONSISTENT",
+    "CathLabels",
+    "FileResult",
+    "Reject",
+    "cath_features",
+    "backbone_features",
+    "qfit_features",
+    "conformer_occupancy",
+    "cath_file_rows",
+    "qfit_file_rows",
+    "read_backbone_json",
+    "domain_chain_id",
+]
+
+#: Cα–Cα distance (Å) below which two residues are in contact (DESIGN.md, geometry.contact_map).
+CONTACT_CUTOFF: float = 8.0
+#: Longest C(i)–N(i+1) distance (Å) still read as a peptide bond; longer is a chain break.
+#: (1.33 Å ideal; 2.0 Å leaves room for poorly refined models without bridging a gap.)
+PEPTIDE_BOND_MAX: float = 2.0
+#: Occupancy tolerance: raw per-residue sums within this of 1 count as summing to 1.
+OCC_TOLERANCE: float = 0.01
+
+#: ``occupancy_flag`` bits (per qfit residue).
+OCC_RENORMALISED: int = 1  # raw conformer occupancies did not sum to 1 (±0.01); divided by their sum
+OCC_ZERO: int = 2  # all raw occupancies were zero: equal weights 1/A
+OCC_INCONSISTENT: int = 4  # atoms of one altloc disagree by more than 0.01; the median was used
+
+_N, _CA, _C, _O = BACKBONE_INDICES
+#: CATH domain ids: 4-character PDB id, chain letter, 2-digit domain number (``1c0pA01``).
+_DOMAIN_ID = re.compile(r"^(\d[A-Za-z0-9]{3})([A-Za-z0-9])(\d{2})$")
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry shared by both row kinds
+
+
+def _t(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _frames(backbone: np.ndarray) -> dict[str, np.ndarray]:
+    """``[n, 4, 3]`` N/CA/C/O (NaN where missing) → frame_rot [n,9], frame_trans [n,3], frame_mask [n]."""
+    bb = _t(backbone.astype(np.float32, copy=False))
+    rot, trans, valid = geometry.backbone_frames(bb[:, 0], bb[:, 1], bb[:, 2])
+    return {
+        "frame_rot": rot.reshape(-1, 9).numpy(),
+        "frame_trans": trans.numpy(),
+        "frame_mask": valid.numpy(),
+    }
+
+
+def _breaks(backbone: np.ndarray) -> np.ndarray:
+    """``[n]`` True at i where residue i is not peptide-bonded to i+1 (C(i)–N(i+1) > 2 Å).
+
+    A pair with either atom missing is not counted (missing atoms are their own quality field);
+    the last residue is never a break.
+    """
+    n = backbone.shape[0]
+    out = np.zeros(n, dtype=bool)
+    if n > 1:
+        d = np.linalg.norm(backbone[:-1, 2] - backbone[1:, 0], axis=-1)
+        out[:-1] = np.isfinite(d) & (d > PEPTIDE_BOND_MAX)
+    return out
+
+
+def _dihedrals(backbone: np.ndarray, chain_break: np.ndarray) -> dict[str, np.ndarray]:
+    """φ/ψ/ω from :func:`ptk.geometry.backbone_dihedrals`, masked across chain breaks
+    (ψᵢ and ωᵢ use residue i+1, φᵢ₊₁ uses residue i)."""
+    bb = _t(backbone.astype(np.float32, copy=False))
+    out = {k: v.numpy() for k, v in geometry.backbone_dihedrals(bb[:, 0], bb[:, 1], bb[:, 2]).items()}
+    if chain_break.any():
+        after = np.zeros_like(chain_break)
+        after[1:] = chain_break[:-1]
+        for name, broken in (("psi", chain_break), ("omega", chain_break), ("phi", after)):
+            out[f"{name}_mask"] = out[f"{name}_mask"] & ~broken
+            out[name] = np.where(broken, np.float32(0), out[name])
+    return out
+
+
+def _contacts(ca: np.ndarray) -> np.ndarray:
+    """Cα contact pairs (i < j) from :func:`ptk.geometry.contact_map`, ``[m, 2]`` int32.
+
+    The compact form of the dense map: the diagonal (always a contact) and the lower triangle
+    are implied; residues without a Cα have no contacts.
+    """
+    dense = geometry.contact_map(_t(ca.astype(np.float32, copy=False)), cutoff=CONTACT_CUTOFF).numpy()
+    i, j = np.nonzero(np.triu(dense, k=1))
+    return np.stack([i, j], axis=-1).astype(np.int32)
+
+
+def _quality(aatype: np.ndarray, resnum: np.ndarray | None, backbone: np.ndarray,
+             chain_break: np.ndarray) -> dict[str, object]:
+    present = np.isfinite(backbone).all(-1)  # [n, 4]
+    missing = 0
+    if resnum is not None and len(resnum) > 1:
+        gaps = np.diff(resnum.astype(np.int64)) - 1
+        missing = int(np.clip(gaps, 0, None).sum())
+    return {
+        "chain_break": chain_break,
+        "n_chain_breaks": int(chain_break.sum()),
+        "n_missing_residues": missing,
+        "n_incomplete_backbone": int((~present.all(-1)).sum()),
+        "n_unknown": int((aatype == UNK_INDEX).sum()),
+    }
+
+
+def _sequence(aatype: np.ndarray) -> str:
+    return "".join(RESTYPES_1[int(a)] for a in aatype)
+
+
+# --------------------------------------------------------------------------------------------
+# cath rows
+
+
+def cath_features(chain: Chain) -> dict[str, object]:
+    """The per-residue ``cath`` columns of one chain (no id/labels; see :func:`cath_file_rows`).
+
+    Returns:
+        dict with ``sequence``, ``length``, ``aatype`` [n] int8, ``resnum`` [n] int32,
+        ``icode`` [n] str, ``backbone`` [n, 4, 3] (NaN where missing), ``atoms`` [n, 37, 3]
+        (NaN where missing), ``atom_mask`` [n, 37], ``frame_rot`` [n, 9] (row-major R),
+        ``frame_trans`` [n, 3], ``frame_mask`` [n], ``phi``/``psi``/``omega`` [n] (+ ``_mask``),
+        ``chi`` [n, 4], ``chi_mask`` [n, 4], ``contacts`` [m, 2] and the quality fields
+        ``chain_break`` [n], ``n_chain_breaks``, ``n_missing_residues``,
+        ``n_incomplete_backbone``, ``n_unknown``.
+    """
+    positions = np.where(chain.mask[..., None], chain.positions, np.nan).astype(np.float32)
+    backbone = positions[:, list(BACKBONE_INDICES)]
+    chain_break = _breaks(backbone)
+    chi, chi_mask = geometry.chi_angles(_t(positions), _t(chain.mask), _t(chain.aatype.astype(np.int64)))
+    row: dict[str, object] = {
+        "sequence": chain.sequence,
+        "length": len(chain),
+        "aatype": chain.aatype.astype(np.int8),
+        "resnum": chain.resnum.astype(np.int32),
+        "icode": chain.icode.astype(str),
+        "backbone": backbone,
+        "atoms": positions,
+        "atom_mask": chain.mask.astype(bool),
+        **_frames(backbone),
+        **_dihedrals(backbone, chain_break),
+        "chi": chi.numpy(),
+        "chi_mask": chi_mask.numpy(),
+        "contacts": _contacts(backbone[:, 1]),
+    }
+    row.update(_quality(chain.aatype, chain.resnum, backbone, chain_break))
+    return row
+
+
+def backbone_features(
+    sequence: str, backbone: np.ndarray, resnum: np.ndarray | None = None
+) -> dict[str, object]:
+    """The ``cath`` columns of a backbone-only entry (chain_set.jsonl, TS50): no side chains.
+
+    ``atoms``, ``atom_mask``, ``chi`` and ``chi_mask`` are None (null in the shard: unknown,
+    not "absent"); residue numbers default to 1..n and insertion codes to "".
+
+    Args:
+        sequence: one-letter sequence (anything unrecognised → ``X``/UNK).
+        backbone: ``[n, 4, 3]`` N, Cα, C, O (NaN where missing).
+    """
+    backbone = np.asarray(backbone, dtype=np.float32)
+    n = len(sequence)
+    if backbone.shape != (n, 4, 3):
+        raise ValueError(f"coordinates have shape {backbone.shape}, expected ({n}, 4, 3) for a "
+                         f"{n}-residue sequence")
+    aatype = sequence_to_aatype(sequence)
+    resnum = np.arange(1, n + 1, dtype=np.int32) if resnum is None else resnum.astype(np.int32)
+    chain_break = _breaks(backbone)
+    row: dict[str, object] = {
+        "sequence": _sequence(aatype),
+        "length": n,
+        "aatype": aatype,
+        "resnum": resnum,
+        "icode": np.full(n, "", dtype=object),
+        "backbone": backbone,
+        "atoms": None,
+        "atom_mask": None,
+        **_frames(backbone),
+        **_dihedrals(backbone, chain_break),
+        "chi": None,
+        "chi_mask": None,
+        "contacts": _contacts(backbone[:, 1]),
+    }
+    row.update(_quality(aatype, None, backbone, chain_break))
+    return row
+
+
+# --------------------------------------------------------------------------------------------
+# qfit rows
+
+
+def conformer_occupancy(
+    atom_occupancy: np.ndarray, voting: np.ndarray, present: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-residue conformer weights by the module's occupancy rule (median, then normalise).
+
+    Args:
+        atom_occupancy: ``[n, A, 37]`` occupancy per atom (NaN where absent).
+        voting: ``[n, A, 37]`` atoms whose occupancy decides the conformer's (those carrying its
+            altloc letter, or every atom of a residue without named altlocs).
+        present: ``[n, A]`` conformer slot in use.
+
+    Returns:
+        (weights ``[n, A]`` float32 summing to 1 over present slots, 0 elsewhere;
+        raw ``[n, A]`` float32 medians before normalisation (NaN on unused slots);
+        flags ``[n]`` int8 of ``OCC_*`` bits).
+    """
+    occ = np.where(voting, atom_occupancy, np.nan).astype(np.float64)
+    n, a = present.shape
+    raw = np.full((n, a), np.nan)
+    spread = np.zeros((n, a))
+    has_votes = voting.any(-1) & present
+    if has_votes.any():
+        sel = occ[has_votes]
+        raw[has_votes] = np.nanmedian(sel, axis=-1)
+        spread[has_votes] = np.nanmax(sel, axis=-1) - np.nanmin(sel, axis=-1)
+    raw = np.where(present, np.nan_to_num(raw, nan=0.0), np.nan)
+    raw_clipped = np.where(present, np.clip(np.nan_to_num(raw), 0.0, None), 0.0)
+    total = raw_clipped.sum(-1)
+    zero = total <= 0
+    count = present.sum(-1)
+    equal = present / np.maximum(count, 1)[:, None]
+    weights = np.where(zero[:, None], equal, raw_clipped / np.where(zero, 1.0, total)[:, None])
+    flags = np.zeros(n, dtype=np.int8)
+    flags |= np.where(zero, OCC_ZERO, 0).astype(np.int8)
+    flags |= np.where(~zero & (np.abs(total - 1.0) > OCC_TOLERANCE), OCC_RENORMALISED, 0).astype(np.int8)
+    flags |= np.where((spread > OCC_TOLERANCE + 1e-6).any(-1), OCC_INCONSISTENT, 0).astype(np.int8)
+    return weights.astype(np.float32), raw.astype(np.float32), flags
+
+
+def qfit_features(chain: Chain) -> dict[str, object]:
+    """The ``qfit`` columns of one multiconformer chain (read with ``altlocs=True``).
+
+    Conformers are the residue's named altlocs (blank atoms belong to every one of them); a
+    residue without named altlocs has one conformer labelled ``""``. Per-conformer arrays are
+    padded to ``A`` (the chain's largest altloc count) with ``altloc_mask`` marking real slots;
+    the shard stores them ragged (``n_obs`` per residue).
+
+    The frame (and ``backbone``) come from the blank altloc; where N, Cα or C carries an altloc
+    letter (a split backbone) they come from the conformer with the highest normalised
+    occupancy, the first label in file order on ties (``frame_altloc`` records which).
+
+    Returns:
+        dict with ``sequence``, ``length``, ``aatype``, ``resnum``, ``icode``, ``backbone``
+        [n,4,3], ``frame_rot`` [n,9], ``frame_trans``, ``frame_mask``, ``frame_altloc`` [n] str,
+        ``altlocs`` [n, A] str, ``altloc_mask`` [n, A], ``occupancy`` [n, A] (normalised),
+        ``occupancy_raw`` [n, A], ``occupancy_flag`` [n] int8, ``chi`` [n, A, 4],
+        ``chi_mask`` [n, A, 4], ``chi_symmetric`` [n, 4], ``n_obs`` [n] int8, ``d_eff`` [n] int8,
+        and the quality fields of :func:`cath_features`.
+    """
+    conf = chain.conformers
+    if conf is None:
+        raise ValueError("qfit_features needs a chain read with altlocs=True")
+    n, a = conf.labels.shape
+    named = conf.labels != ""
+    present = named.copy()
+    present[:, 0] |= ~named.any(-1)  # the single blank conformer of a residue without altlocs
+    voting = np.where(named.any(-1)[:, None, None], conf.named_mask, conf.mask) & conf.mask
+    weights, raw, flags = conformer_occupancy(conf.atom_occupancy, voting, present)
+
+    # Frame source: conformer 0 holds the blank atoms like every other one; a split backbone
+    # (N, CA or C carrying a letter) takes the highest-weight conformer (argmax: first on ties).
+    split_backbone = conf.named_mask[:, :, [_N, _CA, _C]].any(axis=(1, 2))
+    best = np.argmax(np.where(present, weights, -1.0), axis=-1)
+    source = np.where(split_backbone, best, 0)
+    rows = np.arange(n)
+    positions = np.where(conf.mask[..., None], conf.positions, np.nan).astype(np.float32)
+    backbone = positions[rows, source][:, list(BACKBONE_INDICES)]
+    frame_altloc = np.where(split_backbone, conf.labels[rows, source], "")
+
+    aatype = chain.aatype.astype(np.int64)
+    chi, chi_mask = geometry.chi_angles(
+        _t(positions), _t(conf.mask), _t(np.broadcast_to(aatype[:, None], (n, a)).copy())
+    )
+    chi_mask = chi_mask.numpy() & present[..., None]
+    chi = np.where(chi_mask, chi.numpy(), np.float32(0))
+    n_obs = present.sum(-1).astype(np.int8)
+    d_eff = chi_mask.any(axis=1).sum(-1).astype(np.int8)
+    chain_break = _breaks(backbone)
+
+    row: dict[str, object] = {
+        "sequence": chain.sequence,
+        "length": n,
+        "aatype": chain.aatype.astype(np.int8),
+        "resnum": chain.resnum.astype(np.int32),
+        "icode": chain.icode.astype(str),
+        "backbone": backbone,
+        **_frames(backbone),
+        "frame_altloc": frame_altloc.astype(str),
+        "altlocs": conf.labels.astype(str),
+        "altloc_mask": present,
+        "occupancy": weights,
+        "occupancy_raw": np.where(present, raw, np.float32(0)),
+        "occupancy_flag": flags,
+        "chi": chi.astype(np.float32),
+        "chi_mask": chi_mask,
+        "chi_symmetric": geometry.chi_symmetric(_t(aatype)).numpy(),
+        "n_obs": n_obs,
+        "d_eff": d_eff,
+        "n_occupancy_renormalised": int(((flags & OCC_RENORMALISED) > 0).sum()),
+        "n_occupancy_zero": int(((flags & OCC_ZERO) > 0).sum()),
+        "n_occupancy_inconsistent": int(((flags & OCC_INCONSISTENT) > 0).sum()),
+    }
+    row.update(_quality(chain.aatype, chain.resnum, backbone, chain_break))
+    return row
+
+
+# --------------------------------------------------------------------------------------------
+# Labels: splits and CATH numbers
+
+
+@dataclass(frozen=True)
+class CathLabels:
+    """CATH 4.2 split and CATH numbers for rows, looked up by id.
+
+    Attributes:
+        split: chain id (``1c0p.A``) → ``train``/``validation``/``test`` (Ingraham split file).
+        nodes: chain id → CATH codes from the split file's ``cath_nodes`` (``"3.40.50"``).
+        domains: domain id (``1c0pA01``) → (class, architecture, topology, homology) from a
+            CATH domain list (CLF) file.
+    """
+
+    split: Mapping[str, str] = field(default_factory=dict)
+    nodes: Mapping[str, list[str]] = field(default_factory=dict)
+    domains: Mapping[str, tuple[int, int, int, int]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, splits: str | PathLike[str] | None = None,
+             cath_list: str | PathLike[str] | None = None) -> CathLabels:
+        """Read the Ingraham ``chain_set_splits.json`` and/or a CATH domain list file."""
+        split: dict[str, str] = {}
+        nodes: dict[str, list[str]] = {}
+        domains: dict[str, tuple[int, int, int, int]] = {}
+        if splits is not None:
+            try:
+                data = json.loads(Path(splits).read_text())
+            except (OSError, ValueError) as exc:
+                raise PtkError(f"{splits}: not a readable split file ({exc})") from exc
+            if not isinstance(data, dict) or not {"train", "validation", "test"} & set(data):
+                raise PtkError(f"{splits}: not a CATH 4.2 split file (expected keys train, validation, "
+                               "test, cath_nodes)")
+            for name in ("train", "validation", "test"):
+                for chain_id in data.get(name, ()):
+                    split[chain_id] = name
+            nodes = {k: list(v) for k, v in data.get("cath_nodes", {}).items()}
+        if cath_list is not None:
+            domains = read_cath_list(cath_list)
+        return cls(split, nodes, domains)
+
+    def numbers(self, row_id: str, chain_id: str,
+                own_nodes: list[str] | None = None) -> tuple[int | None, ...]:
+        """(class, architecture, topology, homology) for a row, None where unknown.
+
+        Order of evidence: the CATH domain list for the domain id (or, for a whole chain, its
+        first domain in the list), then the entry's own CATH codes (chain_set.jsonl), then the
+        split file's ``cath_nodes`` for the chain; a C.A.T code leaves homology unknown.
+        """
+        if self.domains:
+            hit = self.domains.get(row_id)
+            if hit is None:
+                pdb, _, chain = chain_id.partition(".")
+                prefix = f"{pdb}{chain}"
+                keys = sorted(k for k in self._by_chain().get(prefix, ()))
+                hit = self.domains[keys[0]] if keys else None
+            if hit is not None:
+                return hit
+        for codes in (own_nodes, self.nodes.get(chain_id)):
+            if codes:
+                return _parse_cath_code(codes[0])
+        return (None, None, None, None)
+
+    def _by_chain(self) -> dict[str, list[str]]:
+        cache = self.__dict__.get("_chain_index")
+        if cache is None:
+            cache = {}
+            for key in self.domains:
+                cache.setdefault(key[:5], []).append(key)
+            object.__setattr__(self, "_chain_index", cache)
+        return cache
+
+
+def _parse_cath_code(code: str) -> tuple[int | None, ...]:
+    parts = [int(p) for p in str(code).strip().split(".") if p.strip().isdigit()][:4]
+    return tuple(parts + [None] * (4 - len(parts)))
+
+
+def read_cath_list(path: str | PathLike[str]) -> dict[str, tuple[int, int, int, int]]:
+    """A CATH List File (CLF 2.0: domain id then class, architecture, topology, homology, …)
+    → domain id → the four CATH numbers. Comment lines (``#``) are skipped."""
+    out: dict[str, tuple[int, int, int, int]] = {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise PtkError(f"{path}: cannot read the CATH domain list ({exc.strerror})") from exc
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split()
+        try:
+            out[fields[0]] = (int(fields[1]), int(fields[2]), int(fields[3]), int(fields[4]))
+        except (IndexError, ValueError) as exc:
+            raise PtkError(f"{path}:{number}: not a CATH domain list line: {line[:60]!r}") from exc
+    if not out:
+        raise PtkError(f"{path}: no domain records (expected a CATH List File, CLF 2.0)")
+    return out
+
+
+def domain_chain_id(name: str) -> str | None:
+    """``1c0pA01`` → ``1c0p.A`` for a CATH domain id, else None."""
+    m = _DOMAIN_ID.match(name)
+    return f"{m.group(1).lower()}.{m.group(2)}" if m else None
+
+
+# --------------------------------------------------------------------------------------------
+# Per-file functions (pure: path in, rows or a reject out)
+
+
+@dataclass
+class Reject:
+    """One thing that did not become a row: a whole file (``item`` None) or one chain/entry."""
+
+    input: str
+    item: str | None
+    stage: str  # "read" | "parse" | "features" | "filter" | "dedupe"
+    error_class: str
+    message: str
+
+
+@dataclass
+class FileResult:
+    """What one input file gave: rows (dicts of column → value) and rejects."""
+
+    path: str
+    sha256: str | None
+    rows: list[dict[str, object]] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def _reject(path: str, item: str | None, stage: str, exc: BaseException) -> Reject:
+    message = exc.problem if isinstance(exc, StructureError) else str(exc)
+    return Reject(path, item, stage, type(exc).__name__, message or type(exc).__name__)
+
+
+def _row_ids(path: Path, chain: Chain, n_chains: int) -> tuple[str, str]:
+    """(id, chain_id): a CATH domain file's single chain is its domain id; otherwise pdbid.chain."""
+    chain_id = chain.chain_id
+    stem = path.name
+    if _DOMAIN_ID.match(stem) and n_chains == 1:
+        return stem, domain_chain_id(stem) or chain_id
+    return chain_id, chain_id
+
+
+def _is_json(path: Path, head: bytes) -> bool:
+    name = path.name.lower()
+    if name.endswith((".json", ".jsonl", ".json.gz", ".jsonl.gz")):
+        return True
+    return head.lstrip()[:1] in (b"{", b"[")
+
+
+def cath_file_rows(path: str | PathLike[str], labels: CathLabels | None = None,
+                   max_length: int | None = None) -> FileResult:
+    """One input file → ``cath`` rows (one per protein chain / domain / JSON entry) and rejects.
+
+    Structure files go through :func:`ptk.structure.read_chains`; JSON files are read as the
+    CATH 4.2 ``chain_set.jsonl`` layout or the TS50 list layout (:func:`read_backbone_json`).
+    Nothing raises: every failure becomes a :class:`Reject`.
+    """
+    labels = labels or CathLabels()
+    p = Path(path)
+    result = FileResult(str(path), None)
+    try:
+        raw = _read_head(p)
+    except StructureError as exc:
+        result.rejects.append(_reject(str(path), None, "read", exc))
+        return result
+    if _is_json(p, raw):
+        return _json_rows(p, result, labels, max_length)
+    try:
+        parsed = read_chains(p)
+    except StructureError as exc:
+        result.rejects.append(_reject(str(path), None, "read", exc))
+        return result
+    except Exception as exc:  # noqa: BLE001 - a reader bug must not stop the other files
+        result.rejects.append(_reject(str(path), None, "read", exc))
+        return result
+    result.sha256 = parsed.sha256
+    for chain in parsed.chains:
+        row_id, chain_id = _row_ids(p, chain, len(parsed.chains))
+        if max_length is not None and len(chain) > max_length:
+            result.rejects.append(Reject(str(path), row_id, "filter", "TooLong",
+                                         f"{len(chain)} residues > --max-length {max_length}"))
+            continue
+        try:
+            row = cath_features(chain)
+        except Exception as exc:  # noqa: BLE001
+            result.rejects.append(_reject(str(path), row_id, "features", exc))
+            continue
+        _label(row, row_id, chain_id, str(path), parsed.sha256, labels, None)
+        result.rows.append(row)
+    return result
+
+
+def _label(row: dict, row_id: str, chain_id: str, source: str, sha: str | None,
+           labels: CathLabels, own_nodes: list[str] | None) -> None:
+    c, a, t, h = labels.numbers(row_id, chain_id, own_nodes)
+    row.update(id=row_id, chain_id=chain_id, source=source, source_sha256=sha,
+               split=labels.split.get(chain_id), cath_class=c, cath_architecture=a,
+               cath_topology=t, cath_homology=h)
+
+
+def _read_head(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(64)
+    except FileNotFoundError as exc:
+        raise StructureError(path, "no such file") from exc
+    except IsADirectoryError as exc:
+        raise StructureError(path, "is a directory, not a structure file") from exc
+    except OSError as exc:
+        raise StructureError(path, f"cannot be read ({exc.strerror})") from exc
+
+
+def read_backbone_json(path: str | PathLike[str]) -> tuple[str, Iterator[tuple[str, dict | Exception]]]:
+    """Open a backbone JSON set → (sha256, iterator of (entry name, entry dict or the error)).
+
+    Layouts: ``chain_set.jsonl`` (one object per line: ``name``, ``seq``, ``coords`` {N, CA,
+    C, O: [n, 3]}, ``CATH`` codes) and TS50 (one JSON list of {``name``, ``seq``, ``coords``:
+    [n][4][3]}). A line that is not valid JSON is an error entry named ``line N``.
+    """
+    import gzip
+    import hashlib
+
+    p = Path(path)
+    raw = p.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise StructureError(p, f"corrupt or truncated gzip data ({exc})") from exc
+    text = raw.decode("utf-8", errors="replace")
+    if not text.strip():
+        raise StructureError(p, "empty file")
+
+    def entries() -> Iterator[tuple[str, dict | Exception]]:
+        stripped = text.lstrip()
+        if stripped.startswith("["):
+            try:
+                items = json.loads(text)
+            except ValueError as exc:
+                yield "file", StructureError(p, f"invalid JSON list ({exc})")
+                return
+            for k, item in enumerate(items):
+                name = item.get("name", f"entry {k}") if isinstance(item, dict) else f"entry {k}"
+                yield str(name), item if isinstance(item, dict) else ValueError("entry is not an object")
+            return
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError as exc:
+                yield f"line {number}", ValueError(f"line {number}: invalid JSON ({exc})")
+                continue
+            if not isinstance(item, dict):
+                yield f"line {number}", ValueError(f"line {number}: not a JSON object")
+                continue
+            yield str(item.get("name", f"line {number}")), item
+
+    return digest, entries()
+
+
+def _entry_backbone(entry: dict) -> tuple[str, np.ndarray]:
+    seq = entry.get("seq")
+    coords = entry.get("coords")
+    if not isinstance(seq, str) or coords is None:
+        raise ValueError("entry needs 'seq' (string) and 'coords'")
+    if isinstance(coords, dict):  # chain_set.jsonl: {N: [n,3], CA: ..., C: ..., O: ...}
+        try:
+            stacked = [np.asarray(coords[k], dtype=np.float64) for k in ("N", "CA", "C", "O")]
+        except KeyError as exc:
+            raise ValueError(f"coords has no {exc.args[0]} list") from exc
+        shapes = {s.shape for s in stacked}
+        if len(shapes) != 1:
+            raise ValueError(f"coords N/CA/C/O lists differ in length: {sorted(shapes)}")
+        backbone = np.stack(stacked, axis=1)
+    else:  # TS50: [n][4][3]
+        backbone = np.asarray(coords, dtype=np.float64)
+    if backbone.ndim != 3 or backbone.shape[1:] != (4, 3) and backbone.size:
+        raise ValueError(f"coords have shape {backbone.shape}, expected (n, 4, 3)")
+    if backbone.shape[0] == 0:
+        raise ValueError("entry has no residues")
+    return seq, backbone.astype(np.float32)
+
+
+def _entry_ids(name: str) -> tuple[str, str]:
+    """Entry name → (id, chain_id): ``1abc.A`` stays; TS50's ``1eteA`` becomes ``1ete.A``."""
+    if "." in name:
+        pdb, _, chain = name.partition(".")
+        chain_id = f"{pdb.lower()}.{chain}"
+        return chain_id, chain_id
+    if domain_chain_id(name):
+        return name, domain_chain_id(name) or name
+    if re.match(r"^\d[A-Za-z0-9]{3}[A-Za-z0-9]+$", name):
+        chain_id = f"{name[:4].lower()}.{name[4:]}"
+        return chain_id, chain_id
+    return name, name
+
+
+def _json_rows(path: Path, result: FileResult, labels: CathLabels, max_length: int | None) -> FileResult:
+    source = result.path
+    try:
+        digest, entries = read_backbone_json(path)
+    except StructureError as exc:
+        result.rejects.append(_reject(source, None, "read", exc))
+        return result
+    result.sha256 = digest
+    for name, entry in entries:
+        if isinstance(entry, Exception):
+            item = None if name == "file" else name
+            result.rejects.append(_reject(source, item, "parse", entry))
+            continue
+        row_id, chain_id = _entry_ids(name)
+        try:
+            seq, backbone = _entry_backbone(entry)
+            if max_length is not None and len(seq) > max_length:
+                result.rejects.append(Reject(source, row_id, "filter", "TooLong",
+                                             f"{len(seq)} residues > --max-length {max_length}"))
+                continue
+            row = backbone_features(seq, backbone)
+        except Exception as exc:  # noqa: BLE001
+            result.rejects.append(_reject(source, row_id, "parse", exc))
+            continue
+        own = entry.get("CATH") or entry.get("cath")
+        own_nodes = [str(c) for c in own] if isinstance(own, list) else None
+        _label(row, row_id, chain_id, source, digest, labels, own_nodes)
+        result.rows.append(row)
+    if not result.rows and not result.rejects:
+        result.rejects.append(Reject(source, None, "parse", "StructureError", "no entries in JSON file"))
+    return result
+
+
+def qfit_file_rows(path: str | PathLike[str]) -> FileResult:
+    """One multiconformer structure file → ``qfit`` rows (one per protein chain) and rejects."""
+    p = Path(path)
+    result = FileResult(str(path), None)
+    try:
+        parsed = read_chains(p, altlocs=True)
+    except Exception as exc:  # noqa: BLE001 - StructureError, or a reader bug: never stop the run
+        result.rejects.append(_reject(str(path), None, "read", exc))
+        return result
+    result.sha256 = parsed.sha256
+    for chain in parsed.chains:
+        try:
+            row = qfit_features(chain)
+        except Exception as exc:  # noqa: BLE001
+            result.rejects.append(_reject(str(path), chain.chain_id, "features", exc))
+            continue
+        row.update(id=chain.chain_id, chain_id=chain.chain_id, source=str(path),
+                   source_sha256=parsed.sha256)
+        result.rows.append(row)
+    return result
