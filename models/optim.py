@@ -1,0 +1,456 @@
+"""Training recipe pieces: the typed recipe, LR schedules, parameter groups, per-module gradient
+clipping, EMA of weights, RNG state capture and atomic checkpoints.
+
+The recipes are the Mini-Fold report page's (``../shared/seeds/minifold_report_page.txt``):
+AdamW; cosine decay (v11b/v12), cosine with warm restarts (v10, T0 = 15), warmup → constant →
+cosine (v13: 3 epochs 0.01x → 1x, 20 epochs flat, cosine to 1e-6); per-module LR groups
+(pair_stack 3x, aux_pair 2x) and per-module clipping (denoiser 1.0, pair_stack 0.5) from v12b
+on; EMA decay 0.999; and qFitLatent's cosine to lr/100 (``qfitlatent_readme.txt``).
+No Click, no Dask: the CLI lives in :mod:`ptk.pipelines.train`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ptk.errors import ConfigError, unknown_choice
+
+__all__ = [
+    "SCHEDULES",
+    "TrainConfig",
+    "lr_factor",
+    "build_optimizer",
+    "build_scheduler",
+    "module_matches",
+    "clip_by_module",
+    "module_grad_norm",
+    "EMA",
+    "capture_rng",
+    "restore_rng",
+    "atomic_save",
+    "load_checkpoint",
+    "parse_value",
+]
+
+log = logging.getLogger(__name__)
+
+SCHEDULES: tuple[str, ...] = (
+    "constant",
+    "cosine",
+    "warmup_cosine",
+    "warmup_constant_cosine",
+    "cosine_restarts",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe of one run. Every key can be set in a version's ``[train]`` table
+    or with ``ptk train --set key=value``; an unknown key is a :class:`ConfigError`.
+
+    Epoch-valued schedule lengths (``warmup_epochs`` …) are converted to optimizer steps with
+    the run's steps per epoch, so a recipe reads like the report page's tables.
+    """
+
+    epochs: int = 60
+    batch_size: int = 4
+    grad_accum: int = 1
+    lr: float = 1e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    warmup_start_factor: float = 0.01
+    constant_epochs: float = 0.0
+    restart_epochs: float = 15.0
+    #: module name → LR multiplier (e.g. ``{"pair_stack": 3.0}``); the rest trains at ``lr``.
+    lr_groups: dict[str, float] = field(default_factory=dict)
+    #: module name → max grad norm; ``"*"`` is every parameter no other entry claims
+    #: (so ``{"*": 1.0}`` alone is global clipping). Empty: no clipping.
+    clip: dict[str, float] = field(default_factory=lambda: {"*": 1.0})
+    ema_decay: float = 0.999
+    #: ``auto`` = bf16 autocast on CUDA, off on CPU; ``bf16``; ``off``.
+    amp: str = "auto"
+    patience: int = 15
+    #: sample the validation set every N epochs with DDIM (diffusion versions); 0 = never.
+    sample_every: int = 5
+    sample_n: int = 8
+    sample_steps: int = 50
+    sample_eta: float = 0.3
+    sample_guidance: float = 1.5
+    x0_t: int = 100
+    max_length: int = 125
+    crop: str = "random"
+    seed: int = 0
+    #: fraction of the training shards held out when there is neither --val-data nor a split column.
+    val_fraction: float = 0.1
+    num_workers: int = 0
+    #: v12b pair-stack tripwire: module watched ("" = off); skip the step (and log) when its grad
+    #: norm exceeds ``tripwire_max_norm`` or is not finite; inject N(0, tripwire_noise²) into its
+    #: gradient after ``tripwire_min_steps`` consecutive steps below ``tripwire_min_norm``; halt the
+    #: run after ``halt_steps`` steps (in total) below ``halt_min_norm``.
+    tripwire_module: str = ""
+    tripwire_max_norm: float = 1e3
+    tripwire_min_norm: float = 0.01
+    tripwire_min_steps: int = 50
+    tripwire_noise: float = 0.01
+    halt_min_norm: float = 0.001
+    halt_steps: int = 500
+    #: stop this invocation after N epochs as if the job were pre-empted (0 = run to the end);
+    #: ``--resume`` continues. For time-limited allocations and the resume test.
+    halt_after: int = 0
+    progress: bool = True
+
+    #: keys that may change when a run is resumed (everything else is fixed by config.json).
+    RUNTIME_KEYS = ("epochs", "halt_after", "num_workers", "progress", "patience", "sample_every")
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+        """A config from ``base`` (defaults when None) with ``values`` applied, each value
+        type-checked against the field's default. Unknown keys raise, listing the allowed ones."""
+        base = base if base is not None else cls()
+        allowed = cls.keys()
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in allowed:
+                raise unknown_choice("train config key", key, allowed)
+            changes[key] = coerce(key, value, getattr(base, key))
+        cfg = dataclasses.replace(base, **changes)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise unknown_choice("LR schedule", self.schedule, SCHEDULES)
+        if self.amp not in ("auto", "bf16", "off"):
+            raise unknown_choice("amp mode", self.amp, ("auto", "bf16", "off"))
+        if self.crop not in ("random", "first", "center"):
+            raise unknown_choice("crop", self.crop, ("random", "first", "center"))
+        for name in ("epochs", "batch_size", "grad_accum", "max_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train config {name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.lr <= 0 or self.min_lr < 0:
+            raise ConfigError(f"lr must be > 0 and min_lr >= 0, got lr={self.lr}, min_lr={self.min_lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value as written on the command line: JSON when it parses (numbers, true/false,
+    lists, objects), else the plain string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def coerce(key: str, value: Any, default: Any) -> Any:
+    """``value`` converted to the type of ``default``, or a ConfigError naming both."""
+    if isinstance(value, str) and not isinstance(default, str):
+        value = parse_value(value)
+    want = type(default)
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif isinstance(default, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+    elif isinstance(default, tuple | list):
+        if isinstance(value, list | tuple):
+            if default and len(value) != len(default) and isinstance(default, tuple):
+                raise ConfigError(f"{key} needs {len(default)} values, got {list(value)!r}")
+            if default:
+                value = [coerce(key, v, default[0]) for v in value]
+            return want(value)
+    elif isinstance(default, dict):
+        if isinstance(value, dict):
+            return {str(k): float(v) if isinstance(v, int | float) else v for k, v in value.items()}
+    raise ConfigError(f"{key} expects a {want.__name__} (default {default!r}), got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# LR schedules
+
+
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Multiplier of each group's peak LR at optimizer step ``step`` (0-based).
+
+    The cosine floor is ``min_lr / lr`` so every group decays to its own share of ``min_lr``.
+    """
+    spe = max(1, steps_per_epoch)
+    total = max(1, cfg.epochs * spe)
+    floor = min(1.0, cfg.min_lr / cfg.lr)
+    warm = int(round(cfg.warmup_epochs * spe)) if cfg.schedule.startswith("warmup") else 0
+    const = int(round(cfg.constant_epochs * spe)) if cfg.schedule == "warmup_constant_cosine" else 0
+
+    def cosine(pos: int, length: int) -> float:
+        frac = min(1.0, max(0.0, pos / max(1, length)))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    if cfg.schedule == "constant":
+        return 1.0
+    if step < warm:
+        # linear warmup start_factor → 1 over `warm` steps (report page: 0.01x → 1x)
+        return cfg.warmup_start_factor + (1.0 - cfg.warmup_start_factor) * step / max(1, warm)
+    if cfg.schedule == "cosine_restarts":
+        period = max(1, int(round(cfg.restart_epochs * spe)))
+        return cosine(step % period, period)
+    if step < warm + const:
+        return 1.0
+    return cosine(step - warm - const, total - warm - const)
+
+
+class _Factor:
+    """Picklable LR lambda (LambdaLR stores callable objects' state in its state_dict)."""
+
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int) -> None:
+        self.cfg_dict = cfg.to_dict()
+        self.steps_per_epoch = steps_per_epoch
+        self._cfg = cfg
+
+    def __call__(self, step: int) -> float:
+        return lr_factor(self._cfg, step, self.steps_per_epoch)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-optimizer-step LambdaLR following ``cfg.schedule``."""
+    factor = _Factor(cfg, steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step))
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameter groups and per-module clipping
+
+
+def module_matches(param_name: str, module: str) -> bool:
+    """True when ``module`` (a dotted module path such as ``pair_stack`` or
+    ``denoiser.backbone_head``) names a module that owns ``param_name``, at any depth.
+
+    Matching at any depth is deliberate: the report page's v14 bug was an LR group keyed on
+    ``model.backbone_head`` while the head lived at ``model.denoiser.backbone_head``.
+    """
+    if module == "*":
+        return True
+    return f".{param_name}".find(f".{module}.") >= 0
+
+
+def _group_of(name: str, modules: Iterable[str]) -> str:
+    """The most specific (longest) module entry owning ``name``, or ``"*"``."""
+    best = "*"
+    for module in modules:
+        if module != "*" and module_matches(name, module) and len(module) > len(best if best != "*" else ""):
+            best = module
+    return best
+
+
+def _top_level_modules(model: nn.Module) -> list[str]:
+    return sorted({name.split(".")[0] for name, _ in model.named_parameters()})
+
+
+def check_modules(model: nn.Module, modules: Iterable[str], what: str) -> None:
+    """ConfigError when a recipe names a module that owns no trainable parameter."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for module in modules:
+        if module != "*" and not any(module_matches(n, module) for n in names):
+            raise ConfigError(
+                f"{what} names module {module!r}, which owns no trainable parameter; "
+                f"top-level modules: {', '.join(_top_level_modules(model))}"
+            )
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with one parameter group per ``lr_groups`` entry (LR = lr × multiplier) plus the
+    rest; within each, biases and norm weights (1-D tensors) get no weight decay."""
+    check_modules(model, cfg.lr_groups, "lr_groups")
+    buckets: dict[tuple[str, bool], list[Tensor]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        group = _group_of(name, cfg.lr_groups)
+        buckets.setdefault((group, param.ndim <= 1), []).append(param)
+    groups = []
+    for (group, no_decay), params in sorted(buckets.items(), key=lambda kv: (kv[0][0] != "*", kv[0])):
+        mult = 1.0 if group == "*" else float(cfg.lr_groups[group])
+        groups.append(
+            {
+                "params": params,
+                "lr": cfg.lr * mult,
+                "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+                "name": f"{group}{'/no_decay' if no_decay else ''}",
+            }
+        )
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+
+def _grads(params: Iterable[nn.Parameter]) -> list[Tensor]:
+    return [p.grad for p in params if p.grad is not None]
+
+
+def module_grad_norm(model: nn.Module, module: str) -> float:
+    """L2 norm of the gradients of every parameter ``module`` owns (``inf``/``nan`` propagate)."""
+    grads = _grads(p for n, p in model.named_parameters() if module_matches(n, module))
+    if not grads:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+
+
+def clip_by_module(model: nn.Module, clip: Mapping[str, float]) -> dict[str, float]:
+    """Clip each module's gradient to its own max norm (v12b: global clipping let the denoiser
+    take the whole gradient budget and starve the pair stack). ``"*"`` covers every parameter no
+    other entry claims. Returns the pre-clip norm per entry."""
+    if not clip:
+        return {}
+    owned: dict[str, list[nn.Parameter]] = {key: [] for key in clip}
+    for name, param in model.named_parameters():
+        if param.grad is None:
+            continue
+        group = _group_of(name, [k for k in clip if k != "*"])
+        if group == "*" and "*" not in clip:
+            continue
+        owned[group].append(param)
+    norms = {}
+    for key, params in owned.items():
+        if params:
+            norms[key] = float(torch.nn.utils.clip_grad_norm_(params, float(clip[key])))
+    return norms
+
+
+# ---------------------------------------------------------------------------------------------
+# EMA
+
+
+class EMA:
+    """Exponential moving average of a model's parameters (decay 0.999 on the report page),
+    kept as a full copy of the module so evaluation and sampling run on it directly.
+
+    Buffers are copied, not averaged. The shadow is updated after every optimizer step.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.module = copy.deepcopy(model)
+        self.module.eval()
+        self.module.requires_grad_(False)
+        self.num_updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.num_updates += 1
+        # TF-style warm-up of the decay, min(decay, (1+n)/(10+n)): with a fixed 0.999 the EMA of
+        # a short run (tests, the demo, the first epochs) would still be the random initialisation.
+        decay = min(self.decay, (1.0 + self.num_updates) / (10.0 + self.num_updates))
+        ema_params = list(self.module.parameters())
+        params = [p.detach() for p in model.parameters()]
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+        for ema_b, b in zip(self.module.buffers(), model.buffers(), strict=True):
+            ema_b.copy_(b)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"module": self.module.state_dict(), "decay": self.decay, "num_updates": self.num_updates}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        self.decay = float(state.get("decay", self.decay))
+        self.num_updates = int(state.get("num_updates", 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# RNG state and checkpoints
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG a training step draws from: torch (CPU and CUDA), numpy and python."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` that never leaves a half-written file under ``path``: write a temporary
+    file in the same folder, flush and fsync it, then ``os.replace`` (atomic on POSIX) and fsync
+    the folder. A process killed mid-save leaves the previous complete file plus a stray
+    ``.tmp`` file, which :func:`load_checkpoint` never reads."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint written by :func:`atomic_save`. Checkpoints hold optimizer state and numpy
+    RNG state, so they are loaded with ``weights_only=False``: load only files you wrote."""
+    from ptk.errors import PtkError
+
+    path = Path(path)
+    if not path.is_file():
+        raise PtkError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # a truncated or foreign file: say which
+        raise PtkError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc

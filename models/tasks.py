@@ -1,0 +1,688 @@
+"""Task adapters: how each trainable VERSION is built, fed, scored and sampled.
+
+``ptk train --version V`` and ``ptk sample`` resolve V here, so the trainer
+(:mod:`ptk.models.trainer`) never imports a model family itself. VERSION is
+
+- a Mini-Fold version from :mod:`ptk.models.minifold` (v10 … v14, and ``contact-classifier``),
+- ``qfitlatent`` (:mod:`ptk.models.qfitlatent`, trained on ``qfit`` shards),
+- a Pallatom configuration: ``pallatom-refiner``, an all-atom refiner that denoises the ``cath``
+  shards' heavy atoms with the Pallatom atom transformer, trained with Kabsch-aligned atom MSE +
+  smooth lDDT (:mod:`ptk.models.pallatom`, :mod:`ptk.models.losses`).
+
+Every task resolves to one nested config dict (saved as ``config.json``'s ``model``) plus a
+:class:`~ptk.models.optim.TrainConfig`; ``--set key=value`` edits either, type-checked, and an
+unknown key is a :class:`~ptk.errors.ConfigError` that lists the allowed ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ptk.errors import ConfigError, unknown_choice
+from ptk.models.optim import TrainConfig, coerce
+
+__all__ = [
+    "Task",
+    "list_versions",
+    "extra_versions",
+    "get_task",
+    "split_overrides",
+    "write_structures",
+]
+
+log = logging.getLogger("ptk.train")
+
+
+# ---------------------------------------------------------------------------------------------
+# nested config dicts and --set
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value and not _is_leaf_mapping(path):
+            out.update(_flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def _is_leaf_mapping(path: str) -> bool:
+    """Dict-valued options that are set as a whole (``--set lr_groups='{"pair_stack": 3}'``)."""
+    leaf = path.rsplit(".", 1)[-1]
+    return leaf in {"lr_groups", "clip", "clip_modules"}
+
+
+def _set_path(d: dict[str, Any], path: str, value: Any) -> None:
+    keys = path.split(".")
+    for key in keys[:-1]:
+        d = d[key]
+    d[keys[-1]] = value
+
+
+def split_overrides(
+    overrides: Mapping[str, Any], model_config: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sort ``--set`` pairs into (train recipe keys, model-config paths).
+
+    ``train.lr`` and ``lr`` name the recipe; ``model.d_s`` / ``loss.w_fape`` (a dotted path of the
+    model config) or a bare leaf name that occurs exactly once in it name the model config.
+    """
+    train_keys = TrainConfig.keys()
+    flat = _flatten(model_config)
+    leaves: dict[str, list[str]] = {}
+    for path in flat:
+        leaves.setdefault(path.rsplit(".", 1)[-1], []).append(path)
+    train: dict[str, Any] = {}
+    model: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key.startswith("train.") and key[6:] in train_keys:
+            train[key[6:]] = value
+        elif key in train_keys:
+            train[key] = value
+        elif key in flat:
+            model[key] = coerce(key, value, flat[key])
+        elif key.startswith("model.") and key[6:] in flat:
+            model[key[6:]] = coerce(key, value, flat[key[6:]])
+        elif key in leaves and len(leaves[key]) == 1:
+            path = leaves[key][0]
+            model[path] = coerce(key, value, flat[path])
+        elif key in leaves:
+            raise ConfigError(f"--set {key} is ambiguous; use one of: {', '.join(leaves[key])}")
+        else:
+            allowed = [f"train.{k}" for k in train_keys] + sorted(flat)
+            raise unknown_choice("--set key", key, allowed)
+    return train, model
+
+
+def _config_dict(obj: Any) -> dict[str, Any]:
+    """A JSON-able dict of a config object (``to_dict``, dataclass, or mapping)."""
+    if hasattr(obj, "to_dict"):
+        return copy.deepcopy(obj.to_dict())
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, Mapping):
+        return copy.deepcopy(dict(obj))
+    raise TypeError(f"cannot turn {type(obj).__name__} into a config dict")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# the Task interface
+
+
+class Task:
+    """One trainable VERSION. Subclasses fill in the family-specific parts.
+
+    Attributes:
+        name: the version (``v13``, ``qfitlatent`` …); family: ``minifold``, ``contact-classifier``,
+        ``qfitlatent`` or ``pallatom``; data_kind: ``cath`` or ``qfit`` shards;
+        can_sample: whether DDIM sampling (and ``ptk sample``) applies;
+        predicts_backbone: whether samples carry N/Cα/C/O (else Cα only);
+        extra_columns: family metrics appended to each metrics.csv row.
+    """
+
+    name: str = ""
+    family: str = ""
+    data_kind: str = "cath"
+    can_sample: bool = False
+    predicts_backbone: bool = False
+    extra_columns: tuple[str, ...] = ()
+    parent: str | None = None
+    changes: tuple[str, ...] = ()
+
+    def __init__(self, size: str, overrides: Mapping[str, Any] | None = None) -> None:
+        self.size = size
+        self.overrides = dict(overrides or {})
+        base = self.base_config()
+        train_over, model_over = split_overrides(self.overrides, base)
+        for path, value in model_over.items():
+            _set_path(base, path, value)
+        self.model_config = self.validate_config(base)
+        self.train = TrainConfig.from_dict(train_over, base=TrainConfig.from_dict(self.base_train()))
+
+    # --- subclass hooks
+    def base_config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        return config
+
+    def base_train(self) -> dict[str, Any]:
+        return {}
+
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def loss(
+        self,
+        model: nn.Module,
+        batch: dict[str, Any],
+        *,
+        epoch: int,
+        step: int,
+        training: bool,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def extras(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, tuple[float, float]]:
+        """Family metrics of one validation batch as (sum, count) pairs."""
+        return {}
+
+    # --- data
+    @property
+    def collate(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+        from ptk import shards
+
+        return shards.collate_qfit if self.data_kind == "qfit" else shards.collate_cath
+
+    def dataset(
+        self, path: str | Path, *, max_length: int | None, crop: str, seed: int, split: str | None = None
+    ) -> Any:
+        from ptk import shards
+
+        cls = shards.QfitDataset if self.data_kind == "qfit" else shards.CathDataset
+        kwargs: dict[str, Any] = {"max_length": max_length, "crop": crop, "seed": seed}
+        if split is not None:
+            kwargs["split"] = split
+        return cls(str(path), **kwargs)
+
+    # --- config.json
+    def describe(self) -> dict[str, Any]:
+        return {
+            "version": self.name,
+            "family": self.family,
+            "parent": self.parent,
+            "changes": list(self.changes),
+            "size": self.size,
+            "model": _jsonable(self.model_config),
+            "train": _jsonable(self.train.to_dict()),
+            "overrides": {
+                k: (v if isinstance(v, int | float | bool) else str(v)) for k, v in self.overrides.items()
+            },
+        }
+
+    # --- sampling
+    def sample(
+        self,
+        model: nn.Module,
+        batch: dict[str, Any],
+        *,
+        steps: int,
+        eta: float,
+        guidance: float,
+        generator: torch.Generator | None,
+    ) -> dict[str, Tensor | None]:
+        raise ConfigError(f"version {self.name} is not a generative model; nothing to sample")
+
+    def predict_x0(
+        self, model: nn.Module, batch: dict[str, Any], *, t: int, generator: torch.Generator | None
+    ) -> dict[str, Tensor | None] | None:
+        return None
+
+    def sample_and_evaluate(
+        self,
+        model: nn.Module,
+        dataset: Any,
+        out_dir: str | Path,
+        *,
+        n: int,
+        steps: int,
+        eta: float,
+        guidance: float,
+        x0_t: int,
+        device: torch.device,
+        generator: torch.Generator | None,
+        batch_size: int,
+        layout: str = "run",
+    ) -> dict[str, float]:
+        """Sample the first ``n`` examples of ``dataset`` (DDIM from ``model``, and the one-step
+        x0 prediction), write PDBs and ``eval.csv`` under ``out_dir`` and return the mean DDIM
+        ``tm``, ``rmsd``, ``gdt_ts`` (and ``gdt_ha``).
+
+        ``layout="run"``: ``ddim/ x0/ ref/`` (run folder samples); ``layout="flat"``: the DDIM
+        samples directly in ``out_dir`` plus ``ref/`` and ``x0/`` (``ptk sample``, read by
+        ``ptk eval --pred DIR --ref DIR/ref``).
+        """
+        from ptk.models.trainer import to_device
+
+        out_dir = Path(out_dir)
+        dirs = {
+            "ddim": out_dir / "ddim" if layout == "run" else out_dir,
+            "x0": out_dir / "x0",
+            "ref": out_dir / "ref",
+        }
+        rows: list[dict[str, Any]] = []
+        model.eval()
+        count = min(n, len(dataset)) if n > 0 else len(dataset)
+        for start in range(0, count, batch_size):
+            items = [dataset[i] for i in range(start, min(count, start + batch_size))]
+            batch = to_device(self.collate(items), device)
+            with torch.no_grad():
+                ddim = self.sample(model, batch, steps=steps, eta=eta, guidance=guidance, generator=generator)
+                x0 = self.predict_x0(model, batch, t=x0_t, generator=generator)
+            preds = {"ddim": ddim} if x0 is None else {"ddim": ddim, "x0": x0}
+            rows.extend(write_and_score(batch, preds, dirs))
+        _write_eval_csv(out_dir / "eval.csv", rows)
+        ddim_rows = [r for r in rows if r["method"] == "ddim"]
+        if not ddim_rows:
+            return {}
+        return {k: sum(r[k] for r in ddim_rows) / len(ddim_rows) for k in ("tm", "rmsd", "gdt_ts", "gdt_ha")}
+
+
+# ---------------------------------------------------------------------------------------------
+# structures out
+
+
+def _score(pred: Tensor, ref: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    """TM, RMSD, GDT-TS/HA of Cα traces [b,n,3] through :mod:`ptk.metrics` (one implementation)."""
+    from ptk import metrics
+
+    return {
+        "tm": metrics.tm_score(pred, ref, mask),
+        "rmsd": metrics.rmsd(pred, ref, mask),
+        "gdt_ts": metrics.gdt_ts(pred, ref, mask),
+        "gdt_ha": metrics.gdt_ha(pred, ref, mask),
+    }
+
+
+def write_structures(
+    folder: Path,
+    batch: Mapping[str, Any],
+    coords: Tensor,
+    atom_mask: Tensor | None = None,
+) -> list[Path]:
+    """One PDB per example of ``batch``, named ``<id>.pdb``: ``coords`` [b,n,3] (Cα) or
+    [b,n,4,3] (N, Cα, C, O), residues where ``residue_mask`` holds."""
+    from ptk.pdbio import write_pdb
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    mask = batch["residue_mask"].cpu()
+    for b, ident in enumerate(batch["id"]):
+        keep = mask[b]
+        resnum = batch["resnum"][b].cpu()[keep] if "resnum" in batch else None
+        am = atom_mask[b].cpu()[keep] if atom_mask is not None else None
+        path = folder / f"{ident}.pdb"
+        write_pdb(
+            path,
+            batch["aatype"][b].cpu()[keep],
+            coords[b].detach().float().cpu()[keep],
+            atom_mask=am,
+            resnum=resnum,
+        )
+        paths.append(path)
+    return paths
+
+
+def write_and_score(
+    batch: Mapping[str, Any], preds: Mapping[str, Mapping[str, Tensor | None]], dirs: Mapping[str, Path]
+) -> list[dict[str, Any]]:
+    """Write reference and predicted structures, score every prediction's Cα trace against the
+    reference's. Returns one row per (example, method)."""
+    ref_bb = batch["backbone"]
+    ref_mask = batch.get("backbone_mask")
+    write_structures(dirs["ref"], batch, ref_bb, ref_mask)
+    ref_ca = ref_bb[..., 1, :]
+    ca_mask = batch["residue_mask"] & (ref_mask[..., 1] if ref_mask is not None else True)
+    rows = []
+    for method, out in preds.items():
+        coords = out["backbone"] if out.get("backbone") is not None else out["ca"]
+        write_structures(dirs[method], batch, coords)
+        scores = _score(out["ca"].float(), ref_ca.float(), ca_mask)
+        for b, ident in enumerate(batch["id"]):
+            row = {"id": ident, "length": int(batch["residue_mask"][b].sum()), "method": method}
+            row.update({k: float(v[b]) for k, v in scores.items()})
+            rows.append(row)
+    return rows
+
+
+def _write_eval_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = ["id", "length", "method", "tm", "rmsd", "gdt_ts", "gdt_ha"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=cols)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in cols})
+
+
+# ---------------------------------------------------------------------------------------------
+# Mini-Fold versions and the contact classifier
+
+#: Mini-Fold TrainConfig field → trainer TrainConfig key (where the names differ).
+_MINIFOLD_TRAIN_RENAMES = {"eta_min": "min_lr", "restart_period": "restart_epochs"}
+
+
+class MiniFoldTask(Task):
+    """A Mini-Fold registry version (denoisers v10 … v14, and the stage-1 contact classifier)."""
+
+    def __init__(self, name: str, size: str, overrides: Mapping[str, Any] | None = None) -> None:
+        from ptk.models import minifold
+
+        self._mf = minifold
+        self.name = name
+        self._version = minifold.load_version(name, size)
+        self.parent = getattr(self._version, "parent", None)
+        self.changes = tuple(getattr(self._version, "changes", ()) or ())
+        classifier = getattr(self._version, "family", "") == "classifier"
+        self.family = "contact-classifier" if classifier else "minifold"
+        self.can_sample = not classifier
+        if classifier:
+            self.extra_columns = ("class_acc", "arch_acc", "contact_recall", "bce")
+        super().__init__(size, overrides)
+        self.predicts_backbone = self._predicts_backbone()
+
+    def base_config(self) -> dict[str, Any]:
+        return _config_dict(self._version)
+
+    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        self.version_config = self._mf.VersionConfig.from_dict(config)
+        return _config_dict(self.version_config)
+
+    def base_train(self) -> dict[str, Any]:
+        """The version's own recipe mapped onto the trainer's keys."""
+        src = _config_dict(getattr(self._version, "train", {}) or {})
+        keys = set(TrainConfig.keys())
+        out: dict[str, Any] = {}
+        for key, value in src.items():
+            key = _MINIFOLD_TRAIN_RENAMES.get(key, key)
+            if key == "amp":
+                out["amp"] = "auto" if value else "off"
+            elif key in ("clip_norm", "clip_modules"):
+                continue
+            elif key in keys and value is not None:
+                out[key] = list(value) if isinstance(value, tuple) else value
+        clip: dict[str, float] = {}
+        if src.get("clip_norm") is not None:
+            clip["*"] = float(src["clip_norm"])
+        for module, norm in (src.get("clip_modules") or {}).items():
+            clip[module] = float(norm)
+        if "clip_norm" in src or "clip_modules" in src:
+            out["clip"] = clip
+        tw = [k for k in src if k.startswith("tripwire")]
+        if tw and "tripwire_module" not in src and (src.get("clip_modules") or {}).get("pair_stack"):
+            out["tripwire_module"] = "pair_stack"
+        return out
+
+    def _predicts_backbone(self) -> bool:
+        model_cfg = self.model_config.get("model", {})
+        return bool(model_cfg.get("backbone_head", False) or model_cfg.get("predict_backbone", False))
+
+    def build_model(self) -> nn.Module:
+        return self._mf.build_model(self.version_config)
+
+    def loss(self, model, batch, *, epoch, step, training, generator=None):
+        return self._mf.training_step_loss(model, batch, self.version_config, epoch, generator=generator)
+
+    def extras(self, model, batch):
+        if self.family != "contact-classifier":
+            return {}
+        # the classifier's loss terms already carry its accuracies; averaged per example
+        _, terms = self._mf.training_step_loss(model, batch, self.version_config, 1)
+        size = float(batch["residue_mask"].shape[0])
+        names = {
+            "class_acc": "class_acc",
+            "arch_acc": "arch_acc",
+            "contact_recall": "contact_recall",
+            "bce": "contact_bce",
+        }
+        return {col: (float(terms[key]) * size, size) for col, key in names.items() if key in terms}
+
+    def sample(self, model, batch, *, steps, eta, guidance, generator):
+        return self._mf.sample(
+            model,
+            self.version_config,
+            batch["aatype"],
+            batch["residue_mask"],
+            steps=steps,
+            eta=eta,
+            guidance=guidance,
+            generator=generator,
+        )
+
+    def predict_x0(self, model, batch, *, t, generator):
+        if not hasattr(self._mf, "predict_x0"):
+            return None
+        return self._mf.predict_x0(model, self.version_config, batch, t=t, generator=generator)
+
+
+# ---------------------------------------------------------------------------------------------
+# qFitLatent
+
+
+class QFitLatentTask(Task):
+    """qFitLatent: SE(3)-invariant IPA trunk → per-residue von Mises mixture over χ1–χ4,
+    occupancy-weighted NLL on the valid residues (``qfitlatent_readme.txt``). AdamW 3e-4, cosine
+    to lr/100, batch size 1 (one full protein per step)."""
+
+    name = "qfitlatent"
+    family = "qfitlatent"
+    data_kind = "qfit"
+    extra_columns = ("val_nll", "val_chi_acc_1", "val_chi_acc_2", "val_chi_acc_3", "val_chi_acc_4")
+    changes = ("SE(3)-invariant IPA trunk with a von Mises mixture head over chi1-4",)
+
+    def __init__(self, size: str, overrides: Mapping[str, Any] | None = None) -> None:
+        from ptk.models import qfitlatent
+
+        self._q = qfitlatent
+        super().__init__(size, overrides)
+
+    def _config_cls(self) -> Any:
+        return self._q.QFitLatentConfig
+
+    def base_config(self) -> dict[str, Any]:
+        cls = self._config_cls()
+        cfg = cls.tiny() if self.size == "tiny" else cls()
+        return {"model": _config_dict(cfg)}
+
+    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        cls = self._config_cls()
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(config["model"]) - allowed
+        if unknown:
+            raise unknown_choice("qfitlatent model key", sorted(unknown)[0], sorted(allowed))
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in config["model"].items()}
+        self.qcfg = cls(**values)
+        return {"model": _config_dict(self.qcfg)}
+
+    def base_train(self) -> dict[str, Any]:
+        tiny = self.size == "tiny"
+        return {
+            "lr": 3e-4,
+            "min_lr": 3e-6,
+            "schedule": "cosine",
+            "batch_size": 1,
+            "grad_accum": 1,
+            "epochs": 2 if tiny else 50,
+            "clip": {"*": 1.0},
+            "sample_every": 0,
+            "max_length": 64 if tiny else 1024,
+            "patience": 15,
+            "crop": "random",
+        }
+
+    def build_model(self) -> nn.Module:
+        return self._q.build_model(self.qcfg)
+
+    def loss(self, model, batch, *, epoch, step, training, generator=None):
+        info = {"epoch": epoch, "step": step, "training": training, "generator": generator}
+        return self._q.compute_loss(model, batch, info)
+
+    def extras(self, model, batch):
+        out = model(batch)
+        loss, terms = self._q.compute_loss(model, batch, {"epoch": 0, "step": 0, "training": False})
+        n_valid = float(batch["valid"].sum())
+        result = {"val_nll": (float(terms.get("nll", loss)) * n_valid, n_valid)}
+        acc = chi_top_mode_accuracy(out, batch)
+        for d in range(4):
+            hits, count = acc[d]
+            result[f"val_chi_acc_{d + 1}"] = (hits, count)
+        return result
+
+
+def chi_top_mode_accuracy(
+    outputs: Mapping[str, Tensor], batch: Mapping[str, Tensor], tol_deg: float = 20.0
+) -> list[tuple[float, float]]:
+    """Per χ (1–4): (hits, count) of valid residues whose top mixture mode's μ lies within
+    ``tol_deg`` of the highest-occupancy altloc's χ (π-folded for the symmetric χ). The page's
+    "χ accuracy of the mixture's top mode (within 20°, per χ)"."""
+    import math
+
+    if "log_pi" in outputs:
+        top = outputs["log_pi"].argmax(-1)
+    else:
+        top = outputs["pi"].argmax(-1)
+    mu = outputs["mu"]  # [b,n,K,4]
+    mu_top = torch.gather(mu, -2, top[..., None, None].expand(*top.shape, 1, mu.shape[-1]))[..., 0, :]
+    primary = batch["occupancy"].argmax(-1)  # [b,n]
+    idx = primary[..., None, None].expand(*primary.shape, 1, 4)
+    chi = torch.gather(batch["chi"], -2, idx)[..., 0, :]
+    chi_ok = torch.gather(batch["chi_mask"], -2, idx)[..., 0, :]
+    delta = mu_top.float() - chi.float()
+    sym = batch["chi_symmetric"].bool()
+    folded = torch.where(
+        sym,
+        0.5 * torch.atan2(torch.sin(2 * delta), torch.cos(2 * delta)),
+        torch.atan2(torch.sin(delta), torch.cos(delta)),
+    )
+    hit = folded.abs() <= math.radians(tol_deg)
+    valid = batch["valid"][..., None] & chi_ok
+    return [(float((hit & valid)[..., d].sum()), float(valid[..., d].sum())) for d in range(4)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pallatom configurations
+
+#: The Pallatom configurations the trainer knows; each is a small config over the Pallatom atom
+#: transformer and the Pallatom losses.
+PALLATOM_VERSIONS: dict[str, dict[str, Any]] = {
+    "pallatom-refiner": {
+        "description": "all-atom refiner: denoise noised heavy atoms of a cath domain with the Pallatom "
+        "atom transformer (feature encoder -> atom transformer -> attention decoder); "
+        "loss = Kabsch-aligned atom MSE + smooth lDDT",
+        "default": {
+            "c_atom": 128,
+            "c_atompair": 16,
+            "c_token": 128,
+            "c_pair": 16,
+            "n_blocks": 3,
+            "n_heads": 4,
+            "window_size": 32,
+            "noise_min": 0.5,
+            "noise_max": 4.0,
+            "w_atom": 1.0,
+            "w_lddt": 1.0,
+        },
+        "tiny": {
+            "c_atom": 32,
+            "c_atompair": 8,
+            "c_token": 32,
+            "c_pair": 8,
+            "n_blocks": 1,
+            "n_heads": 2,
+            "window_size": 8,
+            "noise_min": 0.5,
+            "noise_max": 4.0,
+            "w_atom": 1.0,
+            "w_lddt": 1.0,
+        },
+    },
+}
+
+
+class PallatomTask(Task):
+    family = "pallatom"
+    data_kind = "cath"
+
+    def __init__(self, name: str, size: str, overrides: Mapping[str, Any] | None = None) -> None:
+        self.name = name
+        self.changes = (PALLATOM_VERSIONS[name]["description"],)
+        super().__init__(size, overrides)
+
+    def base_config(self) -> dict[str, Any]:
+        return {"model": dict(PALLATOM_VERSIONS[self.name]["tiny" if self.size == "tiny" else "default"])}
+
+    def base_train(self) -> dict[str, Any]:
+        tiny = self.size == "tiny"
+        return {
+            "lr": 1e-3 if tiny else 3e-4,
+            "min_lr": 1e-5,
+            "schedule": "warmup_cosine",
+            "warmup_epochs": 0 if tiny else 1,
+            "batch_size": 2 if tiny else 8,
+            "epochs": 2 if tiny else 30,
+            "clip": {"*": 1.0},
+            "sample_every": 0,
+            "max_length": 64 if tiny else 128,
+        }
+
+    def build_model(self) -> nn.Module:
+        from ptk.models.refiner import AtomRefiner, RefinerConfig
+
+        cfg = {k: v for k, v in self.model_config["model"].items() if k not in ("w_atom", "w_lddt")}
+        return AtomRefiner(RefinerConfig(**cfg))
+
+    def loss(self, model, batch, *, epoch, step, training, generator=None):
+        from ptk.models.refiner import refiner_loss
+
+        m = self.model_config["model"]
+        return refiner_loss(model, batch, w_atom=m["w_atom"], w_lddt=m["w_lddt"], generator=generator)
+
+
+# ---------------------------------------------------------------------------------------------
+# registry
+
+
+def _minifold_versions() -> list[str]:
+    try:
+        from ptk.models import minifold
+    except ImportError:  # pragma: no cover - during development only
+        return []
+    if not hasattr(minifold, "list_versions"):
+        return []
+    return list(minifold.list_versions())
+
+
+def list_versions() -> list[str]:
+    """Every VERSION ``ptk train`` accepts."""
+    return _minifold_versions() + ["qfitlatent"] + sorted(PALLATOM_VERSIONS)
+
+
+def extra_versions() -> list[dict[str, Any]]:
+    """The trainable versions outside the Mini-Fold registry, for ``ptk versions``."""
+    rows = [{"name": "qfitlatent", "family": "qfitlatent", "description": QFitLatentTask.changes[0]}]
+    for name, spec in sorted(PALLATOM_VERSIONS.items()):
+        rows.append({"name": name, "family": "pallatom", "description": spec["description"]})
+    return rows
+
+
+def get_task(version: str, size: str = "default", overrides: Mapping[str, Any] | None = None) -> Task:
+    """The adapter of ``version`` at ``size`` with ``--set`` overrides applied."""
+    if size not in ("tiny", "default"):
+        raise unknown_choice("size", size, ("tiny", "default"))
+    if version == "qfitlatent":
+        return QFitLatentTask(size, overrides)
+    if version in PALLATOM_VERSIONS:
+        return PallatomTask(version, size, overrides)
+    if version in _minifold_versions():
+        return MiniFoldTask(version, size, overrides)
+    raise unknown_choice("version", version, list_versions())

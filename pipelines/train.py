@@ -1,0 +1,312 @@
+"""``ptk train``: resolve a version's config, split the shards, set up the run folder and hand
+over to the training engine (:class:`ptk.models.trainer.Trainer`).
+
+Run folder layout: ``.notes/RUN_FOLDER.md`` (config.json, metrics.csv, checkpoints/, samples/,
+train.log). Validation data: ``--val-data`` when given; else the shards' ``split`` column when it
+names both ``train`` and ``validation`` rows; else a deterministic hash split of the ids
+(``val_fraction`` of them, at least one).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ptk.errors import ConfigError, PtkError
+
+__all__ = ["train", "run_training", "resolve_device", "parse_overrides", "split_indices"]
+
+log = logging.getLogger("ptk.train")
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
+    """``["lr=1e-4", "model.d_s=64"]`` → ``{"lr": "1e-4", ...}``; values stay strings until the
+    config they land in type-checks them."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def resolve_device(name: str):
+    """``auto`` → ``cuda`` when available (this process's local rank under torchrun), else ``cpu``."""
+    import torch
+
+    if name not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"unknown device {name!r}; allowed: auto, cpu, cuda")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise PtkError("--device cuda asked for, but torch sees no CUDA device")
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    torch.cuda.set_device(local)
+    return torch.device("cuda", local)
+
+
+def split_indices(ids: Sequence[str], val_fraction: float) -> tuple[list[int], list[int]]:
+    """Deterministic train/validation split by a hash of each id (stable across machines,
+    orderings and added data). At least one example goes to each side when there are two."""
+    keyed = [(int(hashlib.sha256(i.encode()).hexdigest()[:12], 16) / 16**12, n) for n, i in enumerate(ids)]
+    val = [n for h, n in keyed if h < val_fraction]
+    if not val and len(ids) >= 2:
+        val = [min(keyed)[1]]
+    if len(val) == len(ids) and len(ids) >= 2:
+        val = val[:-1]
+    val_set = set(val)
+    return [n for n in range(len(ids)) if n not in val_set], sorted(val_set)
+
+
+def _shard_column(path: Path, column: str) -> list[Any] | None:
+    """One column of a shard dataset in row order (the datasets' order), or None if absent."""
+    import pyarrow.parquet as pq
+
+    parts = sorted(path.glob("part-*.parquet"))
+    if not parts:
+        raise PtkError(f"{path}: no part-*.parquet files; is this a shard dataset (ptk ingest)?")
+    values: list[Any] = []
+    for part in parts:
+        schema = pq.read_schema(part)
+        if column not in schema.names:
+            return None
+        values.extend(pq.read_table(part, columns=[column]).column(column).to_pylist())
+    return values
+
+
+class _Subset:
+    """``torch.utils.data.Subset`` that forwards ``set_epoch`` to the dataset (random crops)."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[self.indices[i]]
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+
+def build_datasets(task: Any, data: Path, val_data: Path | None) -> tuple[Any, Any, str]:
+    """(train set, validation set, how they were split)."""
+    cfg = task.train
+    common = {"max_length": cfg.max_length, "seed": cfg.seed}
+    if val_data is not None:
+        train = task.dataset(data, crop=cfg.crop, **common)
+        val = task.dataset(val_data, crop="first", **common)
+        return train, val, "val-data"
+    splits = _shard_column(data, "split")
+    if splits is not None and "train" in splits and "validation" in splits:
+        train = task.dataset(data, crop=cfg.crop, split="train", **common)
+        val = task.dataset(data, crop="first", split="validation", **common)
+        return train, val, "split-column"
+    ids = _shard_column(data, "id") or []
+    train_idx, val_idx = split_indices([str(i) for i in ids], cfg.val_fraction)
+    full_train = task.dataset(data, crop=cfg.crop, **common)
+    full_val = task.dataset(data, crop="first", **common)
+    if len(full_train) != len(ids):
+        raise PtkError(f"{data}: dataset has {len(full_train)} rows but the id column {len(ids)}")
+    return _Subset(full_train, train_idx), _Subset(full_val, val_idx), "hash"
+
+
+def _log_to_file(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, mode="a")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("ptk")
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    return handler
+
+
+def run_training(
+    version: str | None,
+    data: str | os.PathLike[str] | None,
+    out: str | os.PathLike[str],
+    *,
+    val_data: str | os.PathLike[str] | None = None,
+    epochs: int | None = None,
+    size: str = "default",
+    device: str = "auto",
+    resume: bool = False,
+    overrides: Mapping[str, str] | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train ``version`` into the run folder ``out`` (or continue it with ``resume``)."""
+    import torch
+
+    from ptk import __version__
+    from ptk.models.tasks import get_task
+    from ptk.models.trainer import Trainer, setup_distributed
+
+    run_dir = Path(out)
+    overrides = dict(overrides or {})
+    config_path = run_dir / "config.json"
+    if resume:
+        if not (run_dir / "checkpoints" / "last.pt").is_file():
+            raise PtkError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
+        saved = json.loads(config_path.read_text())
+        if version is not None and version != saved["version"]:
+            raise ConfigError(f"{run_dir} is a {saved['version']} run, not {version}")
+        from ptk.models.optim import TrainConfig
+
+        fixed = {k for k in overrides if k.removeprefix("train.") not in TrainConfig.RUNTIME_KEYS}
+        if fixed:
+            raise ConfigError(
+                f"--resume cannot change {', '.join(sorted(fixed))}; allowed on resume: "
+                f"{', '.join(TrainConfig.RUNTIME_KEYS)}"
+            )
+        version, size = saved["version"], saved["size"]
+        merged = {**saved.get("overrides", {}), **overrides}
+        data = data if data is not None else saved["data"]["train"]
+        val_data = val_data if val_data is not None else saved["data"].get("val")
+        overrides = merged
+        if epochs is None:
+            epochs = saved["train"]["epochs"]
+    else:
+        if version is None or data is None:
+            raise ConfigError("ptk train needs --version and --data (or --resume on an existing run)")
+        if (run_dir / "checkpoints" / "last.pt").exists():
+            raise PtkError(
+                f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
+            )
+    if epochs is not None:
+        overrides["epochs"] = str(epochs)
+
+    task = get_task(version, size, overrides)
+    dev = resolve_device(device)
+    info = setup_distributed(dev)
+    data_path = Path(data)
+    if not data_path.is_dir():
+        raise PtkError(f"--data {data_path}: not a folder")
+    val_path = Path(val_data) if val_data is not None else None
+    train_set, val_set, split_rule = build_datasets(task, data_path, val_path)
+    if len(train_set) == 0:
+        raise PtkError(f"{data_path}: no training examples")
+
+    torch.manual_seed(task.train.seed)  # the same initial weights on every rank and every run
+    model = task.build_model()
+    n_params = sum(p.numel() for p in model.parameters())
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = task.describe()
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    config.update(
+        {
+            "data": {
+                "train": str(data_path),
+                "val": str(val_path) if val_path else None,
+                "split": split_rule,
+            },
+            "n_train": len(train_set),
+            "n_val": len(val_set) if val_set is not None else 0,
+            "n_params": n_params,
+            "n_trainable_params": n_trainable,
+            "ptk_version": __version__,
+            "torch_version": torch.__version__,
+            "command": command or shlex.join(sys.argv),
+            "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
+            "world_size": info.world_size,
+        }
+    )
+    if resume:
+        saved = json.loads(config_path.read_text())
+        config["created"] = saved.get("created", now)
+        config["resumed_at"] = list(saved.get("resumed_at", [])) + [now]
+    else:
+        config["created"], config["resumed_at"] = now, []
+    handler = None
+    if info.main:
+        tmp = config_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
+        os.replace(tmp, config_path)
+        handler = _log_to_file(run_dir / "train.log")
+    try:
+        log.info(
+            "%s %s (%s): %d params, %d train / %d val examples (%s split), device %s, world size %d",
+            "resuming" if resume else "training",
+            version,
+            size,
+            n_params,
+            len(train_set),
+            config["n_val"],
+            split_rule,
+            config["device"],
+            info.world_size,
+        )
+        trainer = Trainer(
+            task,
+            model,
+            task.train,
+            run_dir,
+            train_set,
+            val_set,
+            dev,
+            dist_info=info,
+            resume=resume,
+            config=config,
+        )
+        summary = trainer.fit()
+    finally:
+        if handler is not None:
+            logging.getLogger("ptk").removeHandler(handler)
+            handler.close()
+    summary.update({"run_dir": str(run_dir), "version": version, "n_params": n_params, "rank": info.rank})
+    return summary
+
+
+@click.command("train")
+@click.option("--version", "version", default=None, help="Model version (see `ptk versions`).")
+@click.option(
+    "--data", type=click.Path(file_okay=False), default=None, help="Shard dataset folder (ptk ingest)."
+)
+@click.option("--val-data", type=click.Path(file_okay=False), default=None, help="Validation shard dataset.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to write.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default: the version's).")
+@click.option("--size", type=click.Choice(["tiny", "default"]), default="default", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
+def train(version, data, val_data, out, epochs, size, device, resume, sets) -> None:
+    """Train a model version on shard datasets, writing a run folder.
+
+    \b
+    ptk train --version v13 --data shards/cath --out runs/v13
+    ptk train --version qfitlatent --data shards/qfit --out runs/qfit --size tiny --epochs 2
+    ptk train --out runs/v13 --resume
+    torchrun --nproc_per_node=4 -m ptk.pipelines.cli train --version v13 --data ... --out ...
+    """
+    summary = run_training(
+        version,
+        data,
+        out,
+        val_data=val_data,
+        epochs=epochs,
+        size=size,
+        device=device,
+        resume=resume,
+        overrides=parse_overrides(sets),
+    )
+    if summary["rank"] == 0:
+        halted = f", stopped: {summary['halted']}" if summary["halted"] else ""
+        click.echo(
+            f"{summary['version']}: {summary['epochs']} epochs, {summary['steps']} steps, best val "
+            f"{summary['best_val']:.4f} at epoch {summary['best_epoch']}{halted} → {summary['run_dir']}"
+        )
