@@ -115,6 +115,13 @@ class TrainConfig:
     #: ``--resume`` continues. For time-limited allocations and the resume test.
     halt_after: int = 0
     progress: bool = True
+    #: checkpoint (or run folder) whose EMA weights initialise the model, loaded with strict=False
+    #: (report page: v13 from v12b b30, v14 from v13). "" = the version's ``init_from`` run next to
+    #: this run folder (``runs/<init_from>/checkpoints/best.pt``) when it exists, else from scratch.
+    init_checkpoint: str = ""
+    #: checkpoint (or run folder) of the trained stage-1 ContactClassifier whose encoder a denoiser
+    #: freezes; "" = ``runs/<encoder_from>/`` next to this run when it exists.
+    encoder_checkpoint: str = ""
 
     #: keys that may change when a run is resumed (everything else is fixed by config.json).
     RUNTIME_KEYS = ("epochs", "halt_after", "num_workers", "progress", "patience", "sample_every")

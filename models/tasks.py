@@ -187,6 +187,10 @@ class Task:
         """Family metrics of one validation batch as (sum, count) pairs."""
         return {}
 
+    def initialize(self, model: nn.Module, run_dir: Path) -> list[str]:
+        """Warm-start a fresh model (not on resume). Returns what was done, for the log."""
+        return []
+
     # --- data
     @property
     def collate(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
@@ -253,6 +257,7 @@ class Task:
         generator: torch.Generator | None,
         batch_size: int,
         layout: str = "run",
+        eval_name: str = "eval.csv",
     ) -> dict[str, float]:
         """Sample the first ``n`` examples of ``dataset`` (DDIM from ``model``, and the one-step
         x0 prediction), write PDBs and ``eval.csv`` under ``out_dir`` and return the mean DDIM
@@ -281,11 +286,11 @@ class Task:
                 x0 = self.predict_x0(model, batch, t=x0_t, generator=generator)
             preds = {"ddim": ddim} if x0 is None else {"ddim": ddim, "x0": x0}
             rows.extend(write_and_score(batch, preds, dirs))
-        _write_eval_csv(out_dir / "eval.csv", rows)
+        _write_eval_csv(out_dir / eval_name, rows)
         ddim_rows = [r for r in rows if r["method"] == "ddim"]
         if not ddim_rows:
             return {}
-        return {k: sum(r[k] for r in ddim_rows) / len(ddim_rows) for k in ("tm", "rmsd", "gdt_ts", "gdt_ha")}
+        return {k: _nanmean([r[k] for r in ddim_rows]) for k in ("tm", "rmsd", "gdt_ts", "gdt_ha", "lddt")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,15 +298,11 @@ class Task:
 
 
 def _score(pred: Tensor, ref: Tensor, mask: Tensor) -> dict[str, Tensor]:
-    """TM, RMSD, GDT-TS/HA of Cα traces [b,n,3] through :mod:`ptk.metrics` (one implementation)."""
+    """TM, RMSD, GDT-TS/HA and lDDT of Cα traces [b,n,3] (:func:`ptk.metrics.score_batch`)."""
     from ptk import metrics
 
-    return {
-        "tm": metrics.tm_score(pred, ref, mask),
-        "rmsd": metrics.rmsd(pred, ref, mask),
-        "gdt_ts": metrics.gdt_ts(pred, ref, mask),
-        "gdt_ha": metrics.gdt_ha(pred, ref, mask),
-    }
+    out = metrics.score_batch(pred, ref, mask)
+    return {k: out[k] for k in ("tm", "rmsd", "gdt_ts", "gdt_ha", "lddt")}
 
 
 def write_structures(
@@ -355,9 +356,14 @@ def write_and_score(
     return rows
 
 
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if v == v]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
 def _write_eval_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    cols = ["id", "length", "method", "tm", "rmsd", "gdt_ts", "gdt_ha"]
+    cols = ["id", "length", "method", "tm", "rmsd", "gdt_ts", "gdt_ha", "lddt"]
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=cols)
         writer.writeheader()
@@ -366,10 +372,44 @@ def _write_eval_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Mini-Fold versions and the contact classifier
+# warm starts
 
-#: Mini-Fold TrainConfig field → trainer TrainConfig key (where the names differ).
-_MINIFOLD_TRAIN_RENAMES = {"eta_min": "min_lr", "restart_period": "restart_epochs"}
+
+def _resolve_checkpoint(explicit: str, run_dir: Path, version: str | None) -> Path | None:
+    """An explicit checkpoint/run folder, else ``<runs>/<version>/checkpoints/best.pt`` beside
+    ``run_dir`` when that exists."""
+    if explicit:
+        path = Path(explicit)
+        if path.is_dir():
+            path = path / "checkpoints" / "best.pt"
+        if not path.is_file():
+            raise ConfigError(f"checkpoint {explicit!r} not found")
+        return path
+    if version:
+        path = run_dir.parent / version / "checkpoints" / "best.pt"
+        if path.is_file() and path.resolve() != (run_dir / "checkpoints" / "best.pt").resolve():
+            return path
+    return None
+
+
+def _ema_state(path: Path) -> dict[str, Tensor]:
+    from ptk.models.optim import load_checkpoint
+
+    state = load_checkpoint(path)
+    return state["ema"]["module"] if "ema" in state else state.get("model", state)
+
+
+def load_partial(model: nn.Module, state: Mapping[str, Tensor]) -> str:
+    """``load_state_dict(strict=False)`` that also skips tensors whose shape changed (a new
+    architecture block of the same name trains from scratch). Returns a one-line account."""
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    return f"warm start: {len(usable)}/{len(own)} tensors loaded, {len(own) - len(usable)} from scratch"
+
+
+# ---------------------------------------------------------------------------------------------
+# Mini-Fold versions and the contact classifier
 
 
 class MiniFoldTask(Task):
@@ -381,51 +421,55 @@ class MiniFoldTask(Task):
         self._mf = minifold
         self.name = name
         self._version = minifold.load_version(name, size)
-        self.parent = getattr(self._version, "parent", None)
-        self.changes = tuple(getattr(self._version, "changes", ()) or ())
-        classifier = getattr(self._version, "family", "") == "classifier"
+        self.parent = self._version.parent
+        self.changes = tuple(self._version.changes)
+        self.init_from = self._version.init_from
+        self.encoder_from = self._version.encoder_from
+        classifier = self._version.family in ("contact-classifier", "classifier")
         self.family = "contact-classifier" if classifier else "minifold"
         self.can_sample = not classifier
         if classifier:
             self.extra_columns = ("class_acc", "arch_acc", "contact_recall", "bce")
         super().__init__(size, overrides)
+        # one recipe: the trainer's (with --set applied) is also the one saved in the version config
+        config = dict(self.model_config)
+        config["train"] = self.train.to_dict()
+        self.version_config = self._mf.VersionConfig.from_dict(config)
+        self.model_config = _config_dict(self.version_config)
         self.predicts_backbone = self._predicts_backbone()
 
     def base_config(self) -> dict[str, Any]:
-        return _config_dict(self._version)
+        config = _config_dict(self._version)
+        config.pop("train", None)  # the recipe is TrainConfig's (see __init__)
+        return config
 
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        self.version_config = self._mf.VersionConfig.from_dict(config)
-        return _config_dict(self.version_config)
+        return _config_dict(self._mf.VersionConfig.from_dict(config))
 
     def base_train(self) -> dict[str, Any]:
-        """The version's own recipe mapped onto the trainer's keys."""
-        src = _config_dict(getattr(self._version, "train", {}) or {})
-        keys = set(TrainConfig.keys())
-        out: dict[str, Any] = {}
-        for key, value in src.items():
-            key = _MINIFOLD_TRAIN_RENAMES.get(key, key)
-            if key == "amp":
-                out["amp"] = "auto" if value else "off"
-            elif key in ("clip_norm", "clip_modules"):
-                continue
-            elif key in keys and value is not None:
-                out[key] = list(value) if isinstance(value, tuple) else value
-        clip: dict[str, float] = {}
-        if src.get("clip_norm") is not None:
-            clip["*"] = float(src["clip_norm"])
-        for module, norm in (src.get("clip_modules") or {}).items():
-            clip[module] = float(norm)
-        if "clip_norm" in src or "clip_modules" in src:
-            out["clip"] = clip
-        tw = [k for k in src if k.startswith("tripwire")]
-        if tw and "tripwire_module" not in src and (src.get("clip_modules") or {}).get("pair_stack"):
-            out["tripwire_module"] = "pair_stack"
-        return out
+        return dict(self._version.train)
+
+    def initialize(self, model: nn.Module, run_dir: Path) -> list[str]:
+        """Warm-start weights the version asks for (init_from, encoder_from). Returns log lines."""
+        notes = []
+        init = _resolve_checkpoint(self.train.init_checkpoint, run_dir, self.init_from)
+        if init is not None:
+            notes.append(load_partial(model, _ema_state(init)) + f" from {init}")
+        elif self.init_from:
+            notes.append(
+                f"init_from {self.init_from}: no run at {run_dir.parent / self.init_from}; from scratch"
+            )
+        enc = _resolve_checkpoint(self.train.encoder_checkpoint, run_dir, self.encoder_from)
+        if enc is not None and hasattr(self._mf, "load_encoder"):
+            self._mf.load_encoder(model, _ema_state(enc))
+            notes.append(f"frozen encoder from {enc}")
+        elif self.encoder_from and self.family == "minifold":
+            notes.append(f"encoder_from {self.encoder_from}: no run at {run_dir.parent / self.encoder_from}")
+        return notes
 
     def _predicts_backbone(self) -> bool:
         model_cfg = self.model_config.get("model", {})
-        return bool(model_cfg.get("backbone_head", False) or model_cfg.get("predict_backbone", False))
+        return bool(model_cfg.get("denoiser", {}).get("backbone_head", False))
 
     def build_model(self) -> nn.Module:
         return self._mf.build_model(self.version_config)
@@ -486,29 +530,20 @@ class QFitLatentTask(Task):
         self._q = qfitlatent
         super().__init__(size, overrides)
 
-    def _config_cls(self) -> Any:
-        return self._q.QFitLatentConfig
-
     def base_config(self) -> dict[str, Any]:
-        cls = self._config_cls()
-        cfg = cls.tiny() if self.size == "tiny" else cls()
-        return {"model": _config_dict(cfg)}
+        cls = self._q.QFitLatentConfig
+        return {"model": (cls.tiny() if self.size == "tiny" else cls()).to_dict()}
 
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        cls = self._config_cls()
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(config["model"]) - allowed
-        if unknown:
-            raise unknown_choice("qfitlatent model key", sorted(unknown)[0], sorted(allowed))
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in config["model"].items()}
-        self.qcfg = cls(**values)
-        return {"model": _config_dict(self.qcfg)}
+        self.qcfg = self._q.QFitLatentConfig.from_dict(config["model"])
+        return {"model": self.qcfg.to_dict()}
 
     def base_train(self) -> dict[str, Any]:
+        # README "Optimization": AdamW 3e-4, cosine annealing to lr/100 over the run, batch size 1
         tiny = self.size == "tiny"
         return {
-            "lr": 3e-4,
-            "min_lr": 3e-6,
+            "lr": 3e-4 if not tiny else 3e-3,
+            "min_lr": 3e-6 if not tiny else 3e-5,
             "schedule": "cosine",
             "batch_size": 1,
             "grad_accum": 1,
@@ -517,56 +552,30 @@ class QFitLatentTask(Task):
             "sample_every": 0,
             "max_length": 64 if tiny else 1024,
             "patience": 15,
-            "crop": "random",
         }
 
     def build_model(self) -> nn.Module:
         return self._q.build_model(self.qcfg)
 
     def loss(self, model, batch, *, epoch, step, training, generator=None):
-        info = {"epoch": epoch, "step": step, "training": training, "generator": generator}
+        info = {"epoch": epoch, "step": step, "training": training}
         return self._q.compute_loss(model, batch, info)
 
     def extras(self, model, batch):
-        out = model(batch)
-        loss, terms = self._q.compute_loss(model, batch, {"epoch": 0, "step": 0, "training": False})
-        n_valid = float(batch["valid"].sum())
-        result = {"val_nll": (float(terms.get("nll", loss)) * n_valid, n_valid)}
-        acc = chi_top_mode_accuracy(out, batch)
-        for d in range(4):
-            hits, count = acc[d]
-            result[f"val_chi_acc_{d + 1}"] = (hits, count)
+        """Residue-weighted validation NLL and top-mode χ accuracy (hits / defined χ)."""
+        q = self._q
+        outputs = model(batch)
+        mixture = q.mixture_from_outputs(outputs)
+        valid = batch["valid"].bool() & outputs["mask"]
+        _, per_residue = q.qfit_nll(
+            mixture, batch["chi"], batch["chi_mask"], batch["occupancy"], batch["chi_symmetric"],
+            valid, batch.get("altloc_mask"),
+        )  # fmt: skip
+        result = {"val_nll": (float(per_residue[valid].sum()), float(valid.sum()))}
+        hits, counts = q.chi_accuracy(mixture, batch)
+        for d in range(min(4, hits.shape[0])):
+            result[f"val_chi_acc_{d + 1}"] = (float(hits[d]), float(counts[d]))
         return result
-
-
-def chi_top_mode_accuracy(
-    outputs: Mapping[str, Tensor], batch: Mapping[str, Tensor], tol_deg: float = 20.0
-) -> list[tuple[float, float]]:
-    """Per χ (1–4): (hits, count) of valid residues whose top mixture mode's μ lies within
-    ``tol_deg`` of the highest-occupancy altloc's χ (π-folded for the symmetric χ). The page's
-    "χ accuracy of the mixture's top mode (within 20°, per χ)"."""
-    import math
-
-    if "log_pi" in outputs:
-        top = outputs["log_pi"].argmax(-1)
-    else:
-        top = outputs["pi"].argmax(-1)
-    mu = outputs["mu"]  # [b,n,K,4]
-    mu_top = torch.gather(mu, -2, top[..., None, None].expand(*top.shape, 1, mu.shape[-1]))[..., 0, :]
-    primary = batch["occupancy"].argmax(-1)  # [b,n]
-    idx = primary[..., None, None].expand(*primary.shape, 1, 4)
-    chi = torch.gather(batch["chi"], -2, idx)[..., 0, :]
-    chi_ok = torch.gather(batch["chi_mask"], -2, idx)[..., 0, :]
-    delta = mu_top.float() - chi.float()
-    sym = batch["chi_symmetric"].bool()
-    folded = torch.where(
-        sym,
-        0.5 * torch.atan2(torch.sin(2 * delta), torch.cos(2 * delta)),
-        torch.atan2(torch.sin(delta), torch.cos(delta)),
-    )
-    hit = folded.abs() <= math.radians(tol_deg)
-    valid = batch["valid"][..., None] & chi_ok
-    return [(float((hit & valid)[..., d].sum()), float(valid[..., d].sum())) for d in range(4)]
 
 
 # ---------------------------------------------------------------------------------------------

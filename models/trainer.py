@@ -22,6 +22,7 @@ import csv
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -391,7 +392,8 @@ class Trainer:
             total=total,
             desc=f"epoch {epoch}",
             leave=False,
-            disable=not (self.info.main and cfg.progress),
+            # a bar only on an interactive terminal: in logs and CI it would be noise
+            disable=not (self.info.main and cfg.progress and sys.stderr.isatty()),
             dynamic_ncols=True,
             mininterval=0.5,
         )

@@ -70,19 +70,13 @@ def split_indices(ids: Sequence[str], val_fraction: float) -> tuple[list[int], l
 
 
 def _shard_column(path: Path, column: str) -> list[Any] | None:
-    """One column of a shard dataset in row order (the datasets' order), or None if absent."""
-    import pyarrow.parquet as pq
+    """One column of a shard dataset in the datasets' row order, or None if the kind lacks it."""
+    from ptk import shards
 
-    parts = sorted(path.glob("part-*.parquet"))
-    if not parts:
-        raise PtkError(f"{path}: no part-*.parquet files; is this a shard dataset (ptk ingest)?")
-    values: list[Any] = []
-    for part in parts:
-        schema = pq.read_schema(part)
-        if column not in schema.names:
-            return None
-        values.extend(pq.read_table(part, columns=[column]).column(column).to_pylist())
-    return values
+    kind = shards.read_manifest(path)["kind"]
+    if column not in shards.schema_for(kind).names:
+        return None
+    return shards.read_table(path, columns=[column]).column(column).to_pylist()
 
 
 class _Subset:
@@ -202,6 +196,7 @@ def run_training(
 
     torch.manual_seed(task.train.seed)  # the same initial weights on every rank and every run
     model = task.build_model()
+    warm_notes = [] if resume else task.initialize(model, run_dir)
     n_params = sum(p.numel() for p in model.parameters())
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -251,6 +246,8 @@ def run_training(
             config["device"],
             info.world_size,
         )
+        for note in warm_notes:
+            log.info("%s", note)
         trainer = Trainer(
             task,
             model,
