@@ -76,7 +76,8 @@ class LinearClippedRPE(nn.Module):
     def forward(
         self, residue_index: Int[Tensor, "b n"], mask: Bool[Tensor, "b n"] | None = None
     ) -> Float[Tensor, "b n n c_z"]:
-        out = self.linear(clipped_onehot(relative_offsets(residue_index), self.max_rel))
+        onehot = clipped_onehot(relative_offsets(residue_index), self.max_rel)
+        out = self.linear(onehot.to(self.linear.weight.dtype))
         return out if mask is None else out * (mask[:, :, None] & mask[:, None, :])[..., None].to(out.dtype)
 
 
@@ -104,5 +105,6 @@ class LogScaledRPE(nn.Module):
         idx = log_scaled_bin(d, self.n_bins, self.max_sep, self.n_linear) + self.n_bins * (d < 0).long()
         out = self.embedding(idx)
         if self.linear_sin is not None:
-            out = out + self.linear_sin(sinusoidal_features(d, self.n_sinusoidal, self.max_sep))
+            feats = sinusoidal_features(d, self.n_sinusoidal, self.max_sep)
+            out = out + self.linear_sin(feats.to(self.linear_sin.weight.dtype))
         return out if mask is None else out * (mask[:, :, None] & mask[:, None, :])[..., None].to(out.dtype)
