@@ -142,8 +142,9 @@ def _contacts(ca: np.ndarray) -> np.ndarray:
     return np.stack([i, j], axis=-1).astype(np.int32)
 
 
-def _quality(aatype: np.ndarray, resnum: np.ndarray | None, backbone: np.ndarray,
-             chain_break: np.ndarray) -> dict[str, object]:
+def _quality(
+    aatype: np.ndarray, resnum: np.ndarray | None, backbone: np.ndarray, chain_break: np.ndarray
+) -> dict[str, object]:
     present = np.isfinite(backbone).all(-1)  # [n, 4]
     missing = 0
     if resnum is not None and len(resnum) > 1:
@@ -216,8 +217,9 @@ def backbone_features(
     backbone = np.asarray(backbone, dtype=np.float32)
     n = len(sequence)
     if backbone.shape != (n, 4, 3):
-        raise ValueError(f"coordinates have shape {backbone.shape}, expected ({n}, 4, 3) for a "
-                         f"{n}-residue sequence")
+        raise ValueError(
+            f"coordinates have shape {backbone.shape}, expected ({n}, 4, 3) for a {n}-residue sequence"
+        )
     aatype = sequence_to_aatype(sequence)
     resnum = np.arange(1, n + 1, dtype=np.int32) if resnum is None else resnum.astype(np.int32)
     chain_break = _breaks(backbone)
@@ -380,8 +382,9 @@ class CathLabels:
     domains: Mapping[str, tuple[int, int, int, int]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, splits: str | PathLike[str] | None = None,
-             cath_list: str | PathLike[str] | None = None) -> CathLabels:
+    def load(
+        cls, splits: str | PathLike[str] | None = None, cath_list: str | PathLike[str] | None = None
+    ) -> CathLabels:
         """Read the Ingraham ``chain_set_splits.json`` and/or a CATH domain list file."""
         split: dict[str, str] = {}
         nodes: dict[str, list[str]] = {}
@@ -392,8 +395,9 @@ class CathLabels:
             except (OSError, ValueError) as exc:
                 raise PtkError(f"{splits}: not a readable split file ({exc})") from exc
             if not isinstance(data, dict) or not {"train", "validation", "test"} & set(data):
-                raise PtkError(f"{splits}: not a CATH 4.2 split file (expected keys train, validation, "
-                               "test, cath_nodes)")
+                raise PtkError(
+                    f"{splits}: not a CATH 4.2 split file (expected keys train, validation, test, cath_nodes)"
+                )
             for name in ("train", "validation", "test"):
                 for chain_id in data.get(name, ()):
                     split[chain_id] = name
@@ -402,8 +406,9 @@ class CathLabels:
             domains = read_cath_list(cath_list)
         return cls(split, nodes, domains)
 
-    def numbers(self, row_id: str, chain_id: str,
-                own_nodes: list[str] | None = None) -> tuple[int | None, ...]:
+    def numbers(
+        self, row_id: str, chain_id: str, own_nodes: list[str] | None = None
+    ) -> tuple[int | None, ...]:
         """(class, architecture, topology, homology) for a row, None where unknown.
 
         Order of evidence: the CATH domain list for the domain id (or, for a whole chain, its
@@ -512,9 +517,17 @@ def _is_json(path: Path, head: bytes) -> bool:
     return head.lstrip()[:1] in (b"{", b"[")
 
 
-def cath_file_rows(path: str | PathLike[str], labels: CathLabels | None = None,
-                   max_length: int | None = None) -> FileResult:
+def cath_file_rows(
+    path: str | PathLike[str],
+    labels: CathLabels | None = None,
+    max_length: int | None = None,
+    byte_range: tuple[int, int] | None = None,
+    sha256: str | None = None,
+) -> FileResult:
     """One input file → ``cath`` rows (one per protein chain / domain / JSON entry) and rejects.
+
+    ``byte_range`` (with the file's ``sha256``) reads only those bytes of a ``.jsonl`` file, so
+    one large chain_set.jsonl can be spread over many tasks.
 
     Structure files go through :func:`ptk.structure.read_chains`; JSON files are read as the
     CATH 4.2 ``chain_set.jsonl`` layout or the TS50 list layout (:func:`read_backbone_json`).
@@ -528,8 +541,8 @@ def cath_file_rows(path: str | PathLike[str], labels: CathLabels | None = None,
     except StructureError as exc:
         result.rejects.append(_reject(str(path), None, "read", exc))
         return result
-    if _is_json(p, raw):
-        return _json_rows(p, result, labels, max_length)
+    if byte_range is not None or _is_json(p, raw):
+        return _json_rows(p, result, labels, max_length, byte_range, sha256)
     try:
         parsed = read_chains(p)
     except StructureError as exc:
@@ -542,8 +555,15 @@ def cath_file_rows(path: str | PathLike[str], labels: CathLabels | None = None,
     for chain in parsed.chains:
         row_id, chain_id = _row_ids(p, chain, len(parsed.chains))
         if max_length is not None and len(chain) > max_length:
-            result.rejects.append(Reject(str(path), row_id, "filter", "TooLong",
-                                         f"{len(chain)} residues > --max-length {max_length}"))
+            result.rejects.append(
+                Reject(
+                    str(path),
+                    row_id,
+                    "filter",
+                    "TooLong",
+                    f"{len(chain)} residues > --max-length {max_length}",
+                )
+            )
             continue
         try:
             row = cath_features(chain)
@@ -555,12 +575,27 @@ def cath_file_rows(path: str | PathLike[str], labels: CathLabels | None = None,
     return result
 
 
-def _label(row: dict, row_id: str, chain_id: str, source: str, sha: str | None,
-           labels: CathLabels, own_nodes: list[str] | None) -> None:
+def _label(
+    row: dict,
+    row_id: str,
+    chain_id: str,
+    source: str,
+    sha: str | None,
+    labels: CathLabels,
+    own_nodes: list[str] | None,
+) -> None:
     c, a, t, h = labels.numbers(row_id, chain_id, own_nodes)
-    row.update(id=row_id, chain_id=chain_id, source=source, source_sha256=sha,
-               split=labels.split.get(chain_id), cath_class=c, cath_architecture=a,
-               cath_topology=t, cath_homology=h)
+    row.update(
+        id=row_id,
+        chain_id=chain_id,
+        source=source,
+        source_sha256=sha,
+        split=labels.split.get(chain_id),
+        cath_class=c,
+        cath_architecture=a,
+        cath_topology=t,
+        cath_homology=h,
+    )
 
 
 def _read_head(path: Path) -> bytes:
@@ -575,19 +610,29 @@ def _read_head(path: Path) -> bytes:
         raise StructureError(path, f"cannot be read ({exc.strerror})") from exc
 
 
-def read_backbone_json(path: str | PathLike[str]) -> tuple[str, Iterator[tuple[str, dict | Exception]]]:
+def read_backbone_json(
+    path: str | PathLike[str], byte_range: tuple[int, int] | None = None
+) -> tuple[str | None, Iterator[tuple[str, dict | Exception]]]:
     """Open a backbone JSON set → (sha256, iterator of (entry name, entry dict or the error)).
 
     Layouts: ``chain_set.jsonl`` (one object per line: ``name``, ``seq``, ``coords`` {N, CA,
     C, O: [n, 3]}, ``CATH`` codes) and TS50 (one JSON list of {``name``, ``seq``, ``coords``:
-    [n][4][3]}). A line that is not valid JSON is an error entry named ``line N``.
+    [n][4][3]}). A line that is not valid JSON is an error entry named ``line N`` (``byte N``
+    when reading a ``byte_range`` of a large .jsonl: the pipeline splits those into tasks at
+    line starts, and then the sha256 is the caller's to give, so None is returned).
     """
     import gzip
     import hashlib
 
     p = Path(path)
-    raw = p.read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
+    digest = None
+    if byte_range is None:
+        raw = p.read_bytes()
+        digest = hashlib.sha256(raw).hexdigest()
+    else:
+        with p.open("rb") as fh:
+            fh.seek(byte_range[0])
+            raw = fh.read(byte_range[1] - byte_range[0])
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -599,30 +644,45 @@ def read_backbone_json(path: str | PathLike[str]) -> tuple[str, Iterator[tuple[s
 
     def entries() -> Iterator[tuple[str, dict | Exception]]:
         stripped = text.lstrip()
-        if stripped.startswith("["):
+        if stripped.startswith("[") and byte_range is None:
             try:
                 items = json.loads(text)
             except ValueError as exc:
                 yield "file", StructureError(p, f"invalid JSON list ({exc})")
                 return
+            if not isinstance(items, list):
+                yield "file", StructureError(p, "JSON is not a list of entries")
+                return
             for k, item in enumerate(items):
                 name = item.get("name", f"entry {k}") if isinstance(item, dict) else f"entry {k}"
                 yield str(name), item if isinstance(item, dict) else ValueError("entry is not an object")
             return
-        for number, line in enumerate(text.splitlines(), 1):
+        offset = 0 if byte_range is None else byte_range[0]
+        for number, line in enumerate(text.splitlines(keepends=True), 1):
+            where = f"line {number}" if byte_range is None else f"byte {offset}"
+            offset += len(line.encode("utf-8", errors="replace"))
             if not line.strip():
                 continue
             try:
                 item = json.loads(line)
             except ValueError as exc:
-                yield f"line {number}", ValueError(f"line {number}: invalid JSON ({exc})")
+                yield where, ValueError(f"{where}: invalid JSON ({exc})")
                 continue
             if not isinstance(item, dict):
-                yield f"line {number}", ValueError(f"line {number}: not a JSON object")
+                yield where, ValueError(f"{where}: not a JSON object")
                 continue
-            yield str(item.get("name", f"line {number}")), item
+            yield str(item.get("name", where)), item
 
     return digest, entries()
+
+
+def _float_array(values: object) -> np.ndarray:
+    """JSON coordinates → float array; null → NaN (chain_set.jsonl may write either)."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        rows = [[np.nan] * 3 if xyz is None else [np.nan if v is None else v for v in xyz] for xyz in values]
+        return np.asarray(rows, dtype=np.float64)
 
 
 def _entry_backbone(entry: dict) -> tuple[str, np.ndarray]:
@@ -632,7 +692,7 @@ def _entry_backbone(entry: dict) -> tuple[str, np.ndarray]:
         raise ValueError("entry needs 'seq' (string) and 'coords'")
     if isinstance(coords, dict):  # chain_set.jsonl: {N: [n,3], CA: ..., C: ..., O: ...}
         try:
-            stacked = [np.asarray(coords[k], dtype=np.float64) for k in ("N", "CA", "C", "O")]
+            stacked = [_float_array(coords[k]) for k in ("N", "CA", "C", "O")]
         except KeyError as exc:
             raise ValueError(f"coords has no {exc.args[0]} list") from exc
         shapes = {s.shape for s in stacked}
@@ -640,7 +700,7 @@ def _entry_backbone(entry: dict) -> tuple[str, np.ndarray]:
             raise ValueError(f"coords N/CA/C/O lists differ in length: {sorted(shapes)}")
         backbone = np.stack(stacked, axis=1)
     else:  # TS50: [n][4][3]
-        backbone = np.asarray(coords, dtype=np.float64)
+        backbone = np.stack([_float_array(res) for res in coords]) if len(coords) else np.zeros((0, 4, 3))
     if backbone.ndim != 3 or backbone.shape[1:] != (4, 3) and backbone.size:
         raise ValueError(f"coords have shape {backbone.shape}, expected (n, 4, 3)")
     if backbone.shape[0] == 0:
@@ -662,13 +722,21 @@ def _entry_ids(name: str) -> tuple[str, str]:
     return name, name
 
 
-def _json_rows(path: Path, result: FileResult, labels: CathLabels, max_length: int | None) -> FileResult:
+def _json_rows(
+    path: Path,
+    result: FileResult,
+    labels: CathLabels,
+    max_length: int | None,
+    byte_range: tuple[int, int] | None,
+    sha256: str | None,
+) -> FileResult:
     source = result.path
     try:
-        digest, entries = read_backbone_json(path)
+        digest, entries = read_backbone_json(path, byte_range)
     except StructureError as exc:
         result.rejects.append(_reject(source, None, "read", exc))
         return result
+    digest = digest or sha256
     result.sha256 = digest
     for name, entry in entries:
         if isinstance(entry, Exception):
@@ -679,8 +747,15 @@ def _json_rows(path: Path, result: FileResult, labels: CathLabels, max_length: i
         try:
             seq, backbone = _entry_backbone(entry)
             if max_length is not None and len(seq) > max_length:
-                result.rejects.append(Reject(source, row_id, "filter", "TooLong",
-                                             f"{len(seq)} residues > --max-length {max_length}"))
+                result.rejects.append(
+                    Reject(
+                        source,
+                        row_id,
+                        "filter",
+                        "TooLong",
+                        f"{len(seq)} residues > --max-length {max_length}",
+                    )
+                )
                 continue
             row = backbone_features(seq, backbone)
         except Exception as exc:  # noqa: BLE001
@@ -690,7 +765,7 @@ def _json_rows(path: Path, result: FileResult, labels: CathLabels, max_length: i
         own_nodes = [str(c) for c in own] if isinstance(own, list) else None
         _label(row, row_id, chain_id, source, digest, labels, own_nodes)
         result.rows.append(row)
-    if not result.rows and not result.rejects:
+    if not result.rows and not result.rejects and byte_range is None:
         result.rejects.append(Reject(source, None, "parse", "StructureError", "no entries in JSON file"))
     return result
 
@@ -711,7 +786,6 @@ def qfit_file_rows(path: str | PathLike[str]) -> FileResult:
         except Exception as exc:  # noqa: BLE001
             result.rejects.append(_reject(str(path), chain.chain_id, "features", exc))
             continue
-        row.update(id=chain.chain_id, chain_id=chain.chain_id, source=str(path),
-                   source_sha256=parsed.sha256)
+        row.update(id=chain.chain_id, chain_id=chain.chain_id, source=str(path), source_sha256=parsed.sha256)
         result.rows.append(row)
     return result

@@ -129,18 +129,29 @@ CATH_COLUMNS: Final[tuple[Column, ...]] = (
     Column("cath_topology", _I16, "row", "CATH topology number (T); null unknown"),
     Column("cath_homology", _I32, "row", "CATH homologous superfamily number (H); null unknown"),
     *_COMMON_RES,
-    Column("atoms", _fsl(_F32, 111), "res", "atom37 heavy atoms xyz (NaN missing); null: backbone-only",
-           nullable_row=True),
-    Column("atom_mask", _fsl(_BOOL, 37), "res", "atom37 atom present; null: backbone-only",
-           nullable_row=True),
+    Column(
+        "atoms",
+        _fsl(_F32, 111),
+        "res",
+        "atom37 heavy atoms xyz (NaN missing); null: backbone-only",
+        nullable_row=True,
+    ),
+    Column(
+        "atom_mask", _fsl(_BOOL, 37), "res", "atom37 atom present; null: backbone-only", nullable_row=True
+    ),
     Column("phi", _F32, "res", "φ (radians; 0 where undefined)"),
     Column("psi", _F32, "res", "ψ"),
     Column("omega", _F32, "res", "ω"),
     Column("phi_mask", _BOOL, "res", "φ defined (atoms present, no chain break)"),
     Column("psi_mask", _BOOL, "res", "ψ defined"),
     Column("omega_mask", _BOOL, "res", "ω defined"),
-    Column("chi", _fsl(_F32, 4), "res", "χ1–χ4 (radians; 0 where undefined); null: backbone-only",
-           nullable_row=True),
+    Column(
+        "chi",
+        _fsl(_F32, 4),
+        "res",
+        "χ1–χ4 (radians; 0 where undefined); null: backbone-only",
+        nullable_row=True,
+    ),
     Column("chi_mask", _fsl(_BOOL, 4), "res", "χ defined; null: backbone-only", nullable_row=True),
     Column("contacts", _fsl(_I32, 2), "pairs", "residue index pairs (i < j) with CA-CA < 8 Å"),
     *_QUALITY,
@@ -153,8 +164,12 @@ QFIT_COLUMNS: Final[tuple[Column, ...]] = (
     Column("altlocs", _STR, "conf", "altloc label per conformer ('' = the residue has none)"),
     Column("occupancy", _F32, "conf", "conformer occupancy, normalised to sum 1 per residue"),
     Column("occupancy_raw", _F32, "conf", "median atom occupancy of the altloc, before normalising"),
-    Column("occupancy_flag", _I8, "res",
-           "bits: 1 renormalised, 2 all-zero (equal weights), 4 atoms of one altloc disagree"),
+    Column(
+        "occupancy_flag",
+        _I8,
+        "res",
+        "bits: 1 renormalised, 2 all-zero (equal weights), 4 atoms of one altloc disagree",
+    ),
     Column("chi", _fsl(_F32, 4), "conf", "χ1–χ4 per conformer (radians; 0 where undefined)"),
     Column("chi_mask", _fsl(_BOOL, 4), "conf", "χ defined per conformer"),
     Column("chi_symmetric", _fsl(_BOOL, 4), "res", "χ is π-periodic (ASP χ2, GLU χ3, PHE χ2, TYR χ2)"),
@@ -188,8 +203,9 @@ REJECTS_SCHEMA: Final[pa.Schema] = pa.schema(
     [
         pa.field("input", _STR, nullable=False, metadata={"doc": "input path as given"}),
         pa.field("item", _STR, metadata={"doc": "chain or entry within the input; null = the whole file"}),
-        pa.field("stage", _STR, nullable=False,
-                 metadata={"doc": "read | parse | features | filter | dedupe"}),
+        pa.field(
+            "stage", _STR, nullable=False, metadata={"doc": "read | parse | features | filter | dedupe"}
+        ),
         pa.field("error_class", _STR, nullable=False),
         pa.field("message", _STR, nullable=False),
     ],
@@ -241,8 +257,10 @@ def _column_array(col: Column, rows: Sequence[dict]) -> pa.Array:
         if col.layout == "res":
             for row, arr in zip(rows, arrays, strict=True):
                 if arr is not None and arr.shape[0] != row["length"]:
-                    raise ValueError(f"column {col.name} has {arr.shape[0]} residues, row "
-                                     f"{row.get('id')} has {row['length']}")
+                    raise ValueError(
+                        f"column {col.name} has {arr.shape[0]} residues, row "
+                        f"{row.get('id')} has {row['length']}"
+                    )
         lengths = [0 if a is None else a.shape[0] for a in arrays]
         present = [a for a in arrays if a is not None]
         flat = np.concatenate(present) if present else np.zeros((0, *shape))
@@ -273,6 +291,7 @@ def rows_to_table(kind: str, rows: Sequence[dict[str, Any]]) -> pa.Table:
 
 def rejects_to_table(rejects: Sequence[Any]) -> pa.Table:
     """Reject records (objects or dicts with input, item, stage, error_class, message) → table."""
+
     def get(r: Any, k: str) -> Any:
         return r[k] if isinstance(r, dict) else getattr(r, k)
 
@@ -301,8 +320,9 @@ def atomic_write_bytes(path: str | PathLike[str], data: bytes) -> None:
         raise
 
 
-def write_parquet_atomic(table: pa.Table, path: str | PathLike[str],
-                         row_group_size: int = ROW_GROUP_ROWS) -> None:
+def write_parquet_atomic(
+    table: pa.Table, path: str | PathLike[str], row_group_size: int = ROW_GROUP_ROWS
+) -> None:
     """Write ``table`` as Parquet at ``path`` atomically (temporary file + fsync + rename)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -411,17 +431,17 @@ class _Decoded:
     def row(self, i: int) -> dict[str, Any]:
         out: dict[str, Any] = {k: v[i] for k, v in self.scalars.items()}
         for name, (offsets, values, nulls) in self.res.items():
-            out[name] = None if nulls is not None and nulls[i] else values[offsets[i]:offsets[i + 1]]
+            out[name] = None if nulls is not None and nulls[i] else values[offsets[i] : offsets[i + 1]]
         for name, (outer, inner, values) in self.conf.items():
             lo, hi = outer[i], outer[i + 1]
             starts = inner[lo:hi]
-            counts = inner[lo + 1:hi + 1] - starts
+            counts = inner[lo + 1 : hi + 1] - starts
             width = max(1, int(counts.max())) if len(counts) else 1
             present = np.arange(width)[None, :] < counts[:, None]
             padded = np.zeros((hi - lo, width, *values.shape[1:]), dtype=values.dtype)
             if values.dtype == object:
                 padded[...] = ""
-            padded[present] = values[starts[0]:inner[hi]] if len(counts) else values[:0]
+            padded[present] = values[starts[0] : inner[hi]] if len(counts) else values[:0]
             out[name] = padded
             out["altloc_mask"] = present
         return out
@@ -437,9 +457,15 @@ class _ShardDataset:
 
     kind: str = ""
 
-    def __init__(self, path: str | PathLike[str], max_length: int | None = None,
-                 crop: str = "random", seed: int = 0, split: str | None = None,
-                 cache_row_groups: int = 4) -> None:
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        max_length: int | None = None,
+        crop: str = "random",
+        seed: int = 0,
+        split: str | None = None,
+        cache_row_groups: int = 4,
+    ) -> None:
         if crop not in ("random", "first", "center"):
             raise unknown_choice("crop", crop, ("random", "first", "center"))
         if max_length is not None and max_length < 1:
@@ -447,9 +473,11 @@ class _ShardDataset:
         self.path = Path(path)
         manifest = read_manifest(self.path)
         if manifest["kind"] != self.kind:
-            raise ShardError(f"{self.path} holds {manifest['kind']} shards, not {self.kind}; "
-                             f"use {'CathDataset' if manifest['kind'] == 'cath' else 'QfitDataset'} "
-                             "or open_dataset()")
+            raise ShardError(
+                f"{self.path} holds {manifest['kind']} shards, not {self.kind}; "
+                f"use {'CathDataset' if manifest['kind'] == 'cath' else 'QfitDataset'} "
+                "or open_dataset()"
+            )
         self.manifest = manifest
         self.max_length = max_length
         self.crop = crop
@@ -565,8 +593,14 @@ class CathDataset(_ShardDataset):
 
     kind = "cath"
 
-    def __init__(self, path: str | PathLike[str], max_length: int | None = None,
-                 crop: str = "random", split: str | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        max_length: int | None = None,
+        crop: str = "random",
+        split: str | None = None,
+        seed: int = 0,
+    ) -> None:
         super().__init__(path, max_length=max_length, crop=crop, seed=seed, split=split)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -633,8 +667,9 @@ class QfitDataset(_ShardDataset):
 
     kind = "qfit"
 
-    def __init__(self, path: str | PathLike[str], max_length: int | None = None,
-                 crop: str = "random", seed: int = 0) -> None:
+    def __init__(
+        self, path: str | PathLike[str], max_length: int | None = None, crop: str = "random", seed: int = 0
+    ) -> None:
         super().__init__(path, max_length=max_length, crop=crop, seed=seed)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -655,7 +690,8 @@ class QfitDataset(_ShardDataset):
             chi_mask=torch.from_numpy(row["chi_mask"][w][:, :width].astype(bool) & present[..., None]),
             altloc_mask=torch.from_numpy(np.ascontiguousarray(present)),
             occupancy=torch.from_numpy(
-                np.where(present, row["occupancy"][w][:, :width], 0).astype(np.float32)),
+                np.where(present, row["occupancy"][w][:, :width], 0).astype(np.float32)
+            ),
             chi_symmetric=torch.from_numpy(row["chi_symmetric"][w].astype(bool)),
             n_obs=torch.from_numpy(n_obs),
             d_eff=torch.from_numpy(d_eff),
@@ -684,8 +720,11 @@ def _pad(tensors: Sequence[Any], shape: Sequence[int], fill: float | bool = 0) -
     return out
 
 
-def _collate(items: Sequence[dict[str, Any]], residue_keys: Sequence[str],
-             extra: Callable[[dict[str, Any], int], None] | None = None) -> dict[str, Any]:
+def _collate(
+    items: Sequence[dict[str, Any]],
+    residue_keys: Sequence[str],
+    extra: Callable[[dict[str, Any], int], None] | None = None,
+) -> dict[str, Any]:
     import torch
 
     if not items:
@@ -706,7 +745,13 @@ def _collate(items: Sequence[dict[str, Any]], residue_keys: Sequence[str],
 
 
 _RESIDUE_KEYS_COMMON = (
-    "aatype", "resnum", "backbone", "backbone_mask", "frame_rot", "frame_trans", "frame_mask",
+    "aatype",
+    "resnum",
+    "backbone",
+    "backbone_mask",
+    "frame_rot",
+    "frame_trans",
+    "frame_mask",
 )
 
 
@@ -717,8 +762,19 @@ def collate_cath(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     import torch
 
-    keys = (*_RESIDUE_KEYS_COMMON, "atoms", "atom_mask", "phi", "psi", "omega", "phi_mask",
-            "psi_mask", "omega_mask", "chi", "chi_mask")
+    keys = (
+        *_RESIDUE_KEYS_COMMON,
+        "atoms",
+        "atom_mask",
+        "phi",
+        "psi",
+        "omega",
+        "phi_mask",
+        "psi_mask",
+        "omega_mask",
+        "chi",
+        "chi_mask",
+    )
 
     def extra(batch: dict[str, Any], n: int) -> None:
         batch["contacts"] = _pad([it["contacts"] for it in items], (n, n))

@@ -1,0 +1,901 @@
+"""``ptk ingest cath|qfit``: structure files → a Parquet shard dataset, fanned out with Dask.
+
+The per-file work is the pure core function (:func:`ptk.features.cath_file_rows`,
+:func:`ptk.features.qfit_file_rows`: one file → rows or rejects). This module only finds the
+inputs, schedules that function, and writes and accounts in input order:
+
+- **Scheduling.** No ``--scheduler``: a ``dask.distributed.LocalCluster`` of ``--workers``
+  processes (default: one per CPU core), one thread each. ``--scheduler tcp://HOST:PORT``: the
+  same tasks on an existing cluster (its workers need ptk installed). ``--scheduler
+  synchronous``: every file in this process, no cluster (debugging, tiny inputs, tests).
+- **Accounting.** Every input file ends in exactly one place: rows in a part, or a row of
+  ``rejects.parquet`` (input, item, stage, error_class, message); a file whose chains partly
+  fail has rows for the good ones and item-level rejects (``item`` = chain/entry) for the rest.
+  Ids are unique in a dataset: a chain whose id an earlier input (in input order) already gave
+  is rejected at stage ``dedupe`` (``DuplicateId``), naming the first source.
+- **Parts.** Rows are written in input order into ``part-NNNNN.parquet`` of at most
+  ``--shard-rows`` rows. Each part, then ``rejects.parquet``, then ``_manifest.json`` is
+  written to a temporary name and renamed: the manifest only ever lists whole parts. A large
+  uncompressed ``.jsonl`` (chain_set.jsonl) is split into byte ranges at line starts, one task
+  each, so one file still spreads over every worker.
+- **Resume.** Re-running the same command on the same ``--out`` keeps every part whose inputs
+  are unchanged and does only the rest; the result is the dataset a fresh run would write.
+  Inputs are compared by absolute path and sha256: a **changed input is re-processed** — the
+  parts from the first changed (or added/removed) input on are dropped and rewritten, and the
+  command says so on stderr. Different options (``--splits``, ``--cath-list``,
+  ``--max-length``, ``--shard-rows``, or the other kind) are a usage error: use a new ``--out``.
+
+Input discovery: files given explicitly are always read (whatever their name; a file that is
+not a structure becomes a reject). Folders are searched recursively, skipping hidden entries
+and the output folder, for ``.pdb .ent .cif .mmcif`` (and ``.gz`` of each), CATH ``dompdb``
+files (no extension, named like ``1c0pA01``) and, for ``cath``, ``.json``/``.jsonl`` backbone
+sets; other files in a folder are listed as ``skipped`` in the manifest. A path that does not
+exist, or inputs with no structure file at all, are usage errors (exit 2, nothing written).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+log = logging.getLogger(__name__)
+
+_STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz")
+_JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+_DOMPDB_NAME = re.compile(r"^\d[A-Za-z0-9]{3}[A-Za-z0-9]\d{2}$")
+DEFAULT_SHARD_ROWS = 1000
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+
+
+@dataclass
+class Inputs:
+    """The input files of a run, in order, and what folders held that is not a structure."""
+
+    files: list[Path]
+    skipped: list[Path] = field(default_factory=list)
+    empty_folders: list[Path] = field(default_factory=list)
+
+
+def _wanted(path: Path, kind: str) -> bool:
+    name = path.name.lower()
+    if name.endswith(_STRUCTURE_SUFFIXES):
+        return True
+    if kind == "cath" and name.endswith(_JSON_SUFFIXES):
+        return True
+    return bool(_DOMPDB_NAME.match(path.name))
+
+
+def discover(inputs: Sequence[str | os.PathLike[str]], kind: str, exclude: Path | None = None) -> Inputs:
+    """Expand INPUT arguments into files: explicit files as given, folders recursively (sorted).
+
+    A file reached twice (named and inside a named folder) is taken once, at its first place.
+    Raises click.UsageError for a path that does not exist.
+    """
+    files: list[Path] = []
+    skipped: list[Path] = []
+    empty: list[Path] = []
+    seen: set[str] = set()
+    exclude_abs = os.path.abspath(exclude) if exclude is not None else None
+
+    def add(p: Path) -> None:
+        key = os.path.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            files.append(p)
+
+    for raw in inputs:
+        p = Path(raw)
+        if not p.exists():
+            raise click.UsageError(f"input {str(raw)!r} does not exist")
+        if not p.is_dir():
+            add(p)
+            continue
+        found = 0
+        for root, dirs, names in os.walk(p):
+            dirs[:] = sorted(
+                d
+                for d in dirs
+                if not d.startswith(".") and os.path.abspath(os.path.join(root, d)) != exclude_abs
+            )
+            for name in sorted(names):
+                if name.startswith("."):
+                    continue
+                f = Path(root) / name
+                if _wanted(f, kind):
+                    add(f)
+                    found += 1
+                else:
+                    skipped.append(f)
+        if not found:
+            empty.append(p)
+    return Inputs(files, skipped, empty)
+
+
+def _sha256(path: Path) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None  # unreadable: the worker's read turns it into a reject
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Worker side: one batch of files → packed results (pure; no writes)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One task's share of an input: the whole file, or one byte range of a large .jsonl."""
+
+    index: int  # input number
+    path: str
+    chunk: int = 0
+    n_chunks: int = 1
+    byte_range: tuple[int, int] | None = None
+    sha256: str | None = None
+
+
+@dataclass
+class Packed:
+    """One unit's outcome as it travels back from a worker."""
+
+    unit: Unit
+    table: Any  # pyarrow.Table of the kind's schema, or None
+    rejects: list[dict[str, Any]]
+    n_atoms: int
+
+
+def process_batch(
+    kind: str, batch: Sequence[Unit], labels: Any = None, max_length: int | None = None
+) -> list[Packed]:
+    """Run the per-file core function on each unit of ``batch`` and pack rows as Arrow tables.
+
+    This is the Dask task: it reads its files and returns values, nothing else (no writes), so
+    a retried or duplicated task is harmless.
+    """
+    import numpy as np
+    import torch
+
+    from ptk import features, shards
+
+    torch.set_num_threads(1)  # one core per worker: parallelism is the cluster's job
+    out = []
+    for unit in batch:
+        if kind == "cath":
+            result = features.cath_file_rows(unit.path, labels, max_length, unit.byte_range, unit.sha256)
+        else:
+            result = features.qfit_file_rows(unit.path)
+        rejects = [vars(r) for r in result.rejects]
+        table = None
+        n_atoms = 0
+        if result.rows:
+            try:
+                table = shards.rows_to_table(kind, result.rows)
+            except Exception as exc:  # noqa: BLE001 - never let one file stop the run
+                rejects.append(_reject_dict(unit, "write", exc))
+            else:
+                for row in result.rows:
+                    mask = row.get("atom_mask")
+                    if mask is None:
+                        mask = np.isfinite(np.asarray(row["backbone"])).all(-1)
+                    n_atoms += int(np.count_nonzero(mask))
+        out.append(Packed(unit, table, rejects, n_atoms))
+    return out
+
+
+def _reject_dict(unit: Unit, stage: str, exc: BaseException) -> dict[str, Any]:
+    item = None if unit.byte_range is None else f"bytes {unit.byte_range[0]}-{unit.byte_range[1]}"
+    return dict(
+        input=unit.path, item=item, stage=stage, error_class=type(exc).__name__, message=str(exc) or repr(exc)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Executors: synchronous (in-process) and dask.distributed
+
+
+class _Synchronous:
+    """Runs batches in this process, in order (``--scheduler synchronous``)."""
+
+    n_workers = 1
+
+    def __init__(self, fn: Callable[..., list[Packed]], args: tuple) -> None:
+        self.fn, self.args = fn, args
+
+    def map(self, batches: Iterable[list[Unit]]) -> Iterator[list[Packed]]:
+        for batch in batches:
+            yield self.fn(*self.args[:1], batch, *self.args[1:])
+
+    def close(self) -> None:
+        pass
+
+
+class _Distributed:
+    """Submits batches to a dask.distributed client with a bounded window; yields results in
+    submission order. A batch whose task fails (a worker died on a file) is retried file by
+    file; a single file that still fails becomes a reject (stage ``worker``)."""
+
+    def __init__(self, client: Any, cluster: Any, fn: Callable[..., list[Packed]], args: tuple) -> None:
+        self.client, self.cluster, self.fn = client, cluster, fn
+        kind, labels, max_length = args
+        self.kind, self.max_length = kind, max_length
+        self.labels = client.scatter(labels, broadcast=True) if labels is not None else None
+        self.n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+
+    def _submit(self, batch: list[Unit]) -> Any:
+        return self.client.submit(self.fn, self.kind, batch, self.labels, self.max_length, pure=False)
+
+    def map(self, batches: Iterable[list[Unit]]) -> Iterator[list[Packed]]:
+        from distributed import as_completed
+
+        window = 4 * self.n_workers
+        it = iter(batches)
+        pending: dict[Any, tuple[int, list[Unit]]] = {}
+        done: dict[int, list[Packed]] = {}
+        ac = as_completed()
+        next_submit = next_yield = 0
+        exhausted = False
+
+        def fill() -> None:
+            nonlocal next_submit, exhausted
+            while not exhausted and len(pending) + len(done) < window:
+                batch = next(it, None)
+                if batch is None:
+                    exhausted = True
+                    return
+                fut = self._submit(batch)
+                pending[fut] = (next_submit, batch)
+                ac.add(fut)
+                next_submit += 1
+
+        fill()
+        while pending or done:
+            while next_yield in done:
+                yield done.pop(next_yield)
+                next_yield += 1
+                fill()
+            if not pending:
+                continue
+            fut = next(ac)
+            seq, batch = pending.pop(fut)
+            try:
+                done[seq] = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a worker died or the task raised
+                done[seq] = self._retry(batch, exc)
+            fut.release()
+        return
+
+    def _retry(self, batch: list[Unit], exc: BaseException) -> list[Packed]:
+        out: list[Packed] = []
+        for unit in batch:
+            if len(batch) > 1:
+                try:
+                    out.extend(self._submit([unit]).result())
+                    continue
+                except Exception as inner:  # noqa: BLE001
+                    exc = inner
+            out.append(Packed(unit, None, [_reject_dict(unit, "worker", exc)], 0))
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close()
+
+
+def _executor(scheduler: str | None, workers: int | None, args: tuple) -> _Synchronous | _Distributed:
+    if scheduler == "synchronous":
+        return _Synchronous(process_batch, args)
+    from distributed import Client, LocalCluster
+
+    # Dask logs at INFO through the root handler `ptk -v` sets up; keep it quiet unless asked.
+    quiet = logging.WARNING if logging.getLogger().getEffectiveLevel() > logging.INFO else logging.INFO
+    logging.getLogger("distributed").setLevel(quiet)
+    if scheduler is None:
+        n = workers or os.cpu_count() or 1
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard": False},
+            silence_logs=quiet,
+        )
+        return _Distributed(Client(cluster), cluster, process_batch, args)
+    if workers is not None:
+        log.warning("--workers is ignored with --scheduler %s (the cluster has its own workers)", scheduler)
+    try:
+        client = Client(scheduler, timeout="30s")
+    except OSError as exc:
+        raise click.UsageError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from exc
+    return _Distributed(client, None, process_batch, args)
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset state: manifest, resume, writing
+
+
+@dataclass
+class Summary:
+    """What an ingest did (whole dataset totals, and this run's share)."""
+
+    out: Path
+    rows: int
+    files_with_rows: int
+    rejects: int
+    inputs: int
+    kept_parts: int
+    new_parts: int
+    processed_files: int
+    processed_rows: int
+    processed_atoms: int
+    seconds: float
+    changed: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"{self.rows:,} chains from {self.files_with_rows:,} files; {self.rejects:,} rejected "
+            f"→ {self.out / 'rejects.parquet'}"
+        )
+
+
+def _file_options(path: str | None) -> dict[str, str] | None:
+    if path is None:
+        return None
+    return {"path": str(path), "sha256": _sha256(Path(path)) or ""}
+
+
+def _same_options(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    diffs = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) or isinstance(b, dict):
+            a = a and a.get("sha256")
+            b = b and b.get("sha256")
+        if a != b:
+            diffs.append(key)
+    return diffs
+
+
+@contextlib.contextmanager
+def _lock(out: Path) -> Iterator[None]:
+    import fcntl
+
+    fh = open(out / ".lock", "w")  # noqa: SIM115 - held for the whole run
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise click.UsageError(f"{out} is being written by another ptk ingest (lock held)") from exc
+        yield
+    finally:
+        fh.close()
+
+
+class _Writer:
+    """Consumes per-file results in input order; writes parts, rejects and the manifest."""
+
+    def __init__(
+        self,
+        kind: str,
+        out: Path,
+        inputs: list[dict[str, Any]],
+        options: dict[str, Any],
+        command: str,
+        shard_rows: int,
+        skipped: list[str],
+    ) -> None:
+        from ptk import __version__, shards
+
+        self.shards = shards
+        self.kind, self.out, self.inputs = kind, out, inputs
+        self.options, self.command, self.shard_rows, self.skipped = options, command, shard_rows, skipped
+        self.ptk_version = __version__
+        self.parts: list[dict[str, Any]] = []
+        self.rejects: list[dict[str, Any]] = []
+        self.seen: dict[str, str] = {}
+        self.buffer: list[Any] = []
+        self.buffer_rows = 0
+        self.part_start = 0
+        self.cursor = 0
+        self._open = False  # some unit of input `cursor` has been consumed, not all of them
+        self.created = datetime.now(UTC).isoformat(timespec="seconds")
+        self.new_parts = 0
+
+    # -- resume ---------------------------------------------------------------------------
+    def resume(self, manifest: dict[str, Any]) -> tuple[int, list[str]]:
+        """Adopt the unchanged prefix of an earlier run; returns (first input to do, changed paths).
+
+        Kept: the parts up to the last one that ends at a file boundary and holds only inputs
+        before the first changed one (inputs are compared by absolute path and sha256). After
+        such a part a fresh run's buffer is empty too, so what follows is written exactly as a
+        fresh run would write it.
+        """
+        import pyarrow.parquet as pq
+
+        old_inputs = manifest.get("inputs", [])
+        old_cursor = int(manifest.get("cursor", 0))
+        r = 0
+        limit = min(len(old_inputs), len(self.inputs), old_cursor)
+        while r < limit and (old_inputs[r]["abspath"], old_inputs[r]["sha256"]) == (
+            self.inputs[r]["abspath"],
+            self.inputs[r]["sha256"],
+        ):
+            r += 1
+        changed = []
+        if r < old_cursor:
+            old_by_path = {i["abspath"]: i["sha256"] for i in old_inputs}
+            changed = [
+                rec["path"]
+                for rec in self.inputs
+                if rec["abspath"] in old_by_path and old_by_path[rec["abspath"]] != rec["sha256"]
+            ] or [f"(the input list differs from input {r + 1} on: files added, removed or reordered)"]
+        parts = manifest.get("parts", [])
+        n_kept = 0
+        for k, part in enumerate(parts):
+            if part["complete_through"] > r:
+                break
+            if part["boundary"]:
+                n_kept = k + 1
+        kept, dropped = parts[:n_kept], parts[n_kept:]
+        resume_at = min([r] + [p["inputs"][0] for p in dropped])
+        self.parts = kept
+        self.part_start = kept[-1]["complete_through"] if kept else 0
+        self.cursor = resume_at
+        for part in kept:
+            ids = pq.read_table(self.out / part["file"], columns=["id", "source"])
+            for row_id, source in zip(
+                ids.column("id").to_pylist(), ids.column("source").to_pylist(), strict=True
+            ):
+                self.seen.setdefault(row_id, source)
+        done_paths = {rec["path"] for rec in self.inputs[:resume_at]}
+        old_rejects = self.shards.read_rejects(self.out).to_pylist()
+        self.rejects = [rej for rej in old_rejects if rej["input"] in done_paths]
+        for rec, old in zip(self.inputs[:resume_at], old_inputs[:resume_at], strict=True):
+            rec["rows"], rec["rejects"] = old.get("rows"), old.get("rejects")
+        self.created = manifest.get("created", self.created)
+        return resume_at, changed
+
+    # -- consuming results ----------------------------------------------------------------
+    def add(self, packed: Packed) -> int:
+        """Account one unit (units must arrive in input order); returns the rows it added."""
+        import pyarrow as pa
+
+        unit = packed.unit
+        if unit.index != self.cursor:  # internal invariant of the ordered executors
+            raise RuntimeError(f"result for input {unit.index} arrived at input {self.cursor}")
+        rec = self.inputs[unit.index]
+        if unit.chunk == 0:
+            rec["rows"], rec["rejects"] = 0, 0
+        rejects = [dict(r, input=rec["path"]) for r in packed.rejects]
+        table = packed.table
+        if table is not None and table.num_rows:
+            keep = []
+            for row_id in table.column("id").to_pylist():
+                first = self.seen.get(row_id)
+                keep.append(first is None)
+                if first is None:
+                    self.seen[row_id] = rec["path"]
+                else:
+                    rejects.append(
+                        dict(
+                            input=rec["path"],
+                            item=row_id,
+                            stage="dedupe",
+                            error_class="DuplicateId",
+                            message=f"id {row_id} already written from {first}",
+                        )
+                    )
+            if not all(keep):
+                table = table.filter(pa.array(keep))
+        n_rows = kept = table.num_rows if table is not None else 0
+        if n_rows and self.buffer_rows and self.buffer_rows + n_rows > self.shard_rows:
+            self._flush()
+        self._open = True
+        while n_rows > self.shard_rows - self.buffer_rows:  # one unit with more rows than a part
+            head = self.shard_rows - self.buffer_rows
+            self.buffer.append(table.slice(0, head))
+            self.buffer_rows += head
+            table, n_rows = table.slice(head), n_rows - head
+            self._flush()
+        if n_rows:
+            self.buffer.append(table)
+            self.buffer_rows += n_rows
+        self.rejects.extend(rejects)
+        rec["rows"] += kept
+        rec["rejects"] += len(rejects)
+        if unit.chunk == unit.n_chunks - 1:
+            self.cursor = unit.index + 1
+            self._open = False
+        return kept
+
+    def _flush(self) -> None:
+        """Write the buffer as the next part, then rejects and manifest.
+
+        A part records the inputs it holds rows of (``inputs``: [first, end)), the number of
+        inputs complete when it was written (``complete_through``) and whether it ends at a
+        file boundary (``boundary``: no input is half-consumed, so a resume may cut here).
+        """
+        import pyarrow as pa
+
+        if not self.buffer:
+            return
+        table = pa.concat_tables(self.buffer)
+        name = self.shards.part_name(len(self.parts))
+        self.shards.write_parquet_atomic(table, self.out / name)
+        self.parts.append(
+            {
+                "file": name,
+                "rows": table.num_rows,
+                "inputs": [self.part_start, self.cursor + int(self._open)],
+                "complete_through": self.cursor,
+                "boundary": not self._open,
+            }
+        )
+        self.new_parts += 1
+        self.part_start = self.cursor
+        self.buffer, self.buffer_rows = [], 0
+        self._write_state(complete=False)
+
+    def finish(self) -> None:
+        self._flush()
+        self._write_state(complete=True)
+        listed = {p["file"] for p in self.parts}
+        for stale in self.out.glob("part-*.parquet"):
+            if stale.name not in listed:
+                stale.unlink()
+
+    def _write_state(self, complete: bool) -> None:
+        table = self.shards.rejects_to_table(self.rejects)
+        buf = _parquet_bytes(table)
+        self.shards.atomic_write_bytes(self.out / self.shards.REJECTS_NAME, buf)
+        manifest = {
+            "kind": self.kind,
+            "schema_version": self.shards.SCHEMA_VERSION,
+            "ptk_version": self.ptk_version,
+            "command": self.command,
+            "options": self.options,
+            "created": self.created,
+            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+            "complete": complete,
+            "cursor": self.cursor,
+            "totals": self.totals(),
+            "parts": self.parts,
+            "inputs": self.inputs,
+            "skipped": self.skipped,
+        }
+        self.shards.atomic_write_bytes(
+            self.out / self.shards.MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode()
+        )
+
+    def totals(self) -> dict[str, int]:
+        done = self.inputs[: self.cursor]
+        return {
+            "rows": sum(p["rows"] for p in self.parts),
+            "files_with_rows": sum(1 for r in done if r.get("rows")),
+            "rejects": len(self.rejects),
+            "inputs": len(self.inputs),
+        }
+
+
+def _parquet_bytes(table: Any) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+#: Uncompressed .jsonl files larger than this are split into tasks of about this many bytes
+#: (~100-200 chain_set.jsonl entries).
+JSONL_CHUNK_BYTES = 4 << 20
+
+
+def _units(index: int, rec: dict[str, Any]) -> list[Unit]:
+    """The tasks of one input: the whole file, or byte ranges of a large .jsonl."""
+    path = Path(rec["path"])
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    if not path.name.lower().endswith(".jsonl") or size <= JSONL_CHUNK_BYTES:
+        return [Unit(index, rec["path"])]
+    starts = [0]
+    with path.open("rb") as fh:
+        while True:
+            fh.seek(starts[-1] + JSONL_CHUNK_BYTES)
+            fh.readline()  # to the start of the next line
+            pos = fh.tell()
+            if pos >= size:
+                break
+            starts.append(pos)
+    ranges = list(zip(starts, [*starts[1:], size], strict=True))
+    return [
+        Unit(index, rec["path"], k, len(ranges), byte_range=r, sha256=rec["sha256"])
+        for k, r in enumerate(ranges)
+    ]
+
+
+def _batches(todo: list[Unit], n_workers: int) -> Iterator[list[Unit]]:
+    # Small batches keep workers busy to the end; a few files per task amortise Dask's per-task
+    # cost on small files.
+    size = max(1, min(8, len(todo) // (4 * n_workers) or 1))
+    for start in range(0, len(todo), size):
+        yield todo[start : start + size]
+
+
+def run_ingest(
+    kind: str,
+    inputs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    splits: str | None = None,
+    cath_list: str | None = None,
+    max_length: int | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    command: str | None = None,
+    progress: bool | None = None,
+) -> Summary:
+    """Ingest ``inputs`` into the shard dataset ``out`` (created, or resumed). See the module doc.
+
+    Raises:
+        click.UsageError: no structure files, a missing input, conflicting options on resume.
+        ptk.errors.PtkError: an unreadable split or CATH list file.
+    """
+    from ptk import features, shards
+
+    if kind not in shards.KINDS:
+        raise click.UsageError(f"unknown kind {kind!r}; allowed: {', '.join(shards.KINDS)}")
+    if shard_rows < 1:
+        raise click.UsageError("--shard-rows must be at least 1")
+    started = time.perf_counter()
+    out = Path(out)
+    found = discover(inputs, kind, exclude=out)
+    if not found.files:
+        where = ", ".join(str(p) for p in inputs)
+        raise click.UsageError(f"no structure files found in {where}")
+    for folder in found.empty_folders:
+        click.echo(f"ptk: note: no structure files in folder {folder}", err=True)
+
+    labels = features.CathLabels.load(splits, cath_list) if kind == "cath" and (splits or cath_list) else None
+    options: dict[str, Any] = {"shard_rows": shard_rows}
+    if kind == "cath":
+        options.update(
+            max_length=max_length, splits=_file_options(splits), cath_list=_file_options(cath_list)
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        digests = list(pool.map(_sha256, found.files))
+    records = [
+        {"path": str(p), "abspath": os.path.abspath(p), "sha256": d, "rows": None, "rejects": None}
+        for p, d in zip(found.files, digests, strict=True)
+    ]
+
+    if out.exists() and not out.is_dir():
+        raise click.UsageError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    with _lock(out):
+        for tmp in out.glob(".*.tmp"):
+            tmp.unlink()
+        writer = _Writer(
+            kind, out, records, options, command or "", shard_rows, [str(p) for p in found.skipped]
+        )
+        start, changed = 0, []
+        manifest_path = out / shards.MANIFEST_NAME
+        if manifest_path.exists():
+            manifest = shards.read_manifest(out)
+            if manifest["kind"] != kind:
+                raise click.UsageError(f"{out} holds {manifest['kind']} shards; use another --out for {kind}")
+            diffs = _same_options(manifest.get("options", {}), options)
+            if diffs:
+                flags = ", ".join("--" + d.replace("_", "-") for d in diffs)
+                raise click.UsageError(
+                    f"{out} was written with different options ({flags}); "
+                    "use a new --out, or remove the folder to rebuild it"
+                )
+            start, changed = writer.resume(manifest)
+            if changed:
+                click.echo(
+                    f"ptk: {len(changed)} input(s) changed since {out} was written (first: {changed[0]}); "
+                    f"re-processing from input {start + 1} of {len(records)}",
+                    err=True,
+                )
+        elif any(p.name not in (".lock",) for p in out.iterdir()):
+            raise click.UsageError(
+                f"--out {out} is not empty and holds no {shards.MANIFEST_NAME}; choose an empty or new folder"
+            )
+        kept_parts = len(writer.parts)
+
+        todo = [unit for i, rec in enumerate(records) if i >= start for unit in _units(i, rec)]
+        show = sys.stderr.isatty() if progress is None else progress
+        processed_rows = processed_atoms = 0
+        if todo:
+            executor = _executor(scheduler, workers, (kind, labels, max_length))
+            try:
+                from tqdm import tqdm
+
+                with tqdm(
+                    total=len(records),
+                    initial=start,
+                    unit="file",
+                    disable=not show,
+                    desc=f"ingest {kind}",
+                    file=sys.stderr,
+                ) as bar:
+                    for results in executor.map(_batches(todo, executor.n_workers)):
+                        for packed in results:
+                            processed_rows += writer.add(packed)
+                            processed_atoms += packed.n_atoms
+                            if packed.unit.chunk == packed.unit.n_chunks - 1:
+                                bar.update(1)
+            finally:
+                executor.close()
+            writer.finish()
+        elif not manifest_path.exists() or not shards.read_manifest(out).get("complete"):
+            writer.finish()
+        totals = writer.totals()
+    return Summary(
+        out=out,
+        rows=totals["rows"],
+        files_with_rows=totals["files_with_rows"],
+        rejects=totals["rejects"],
+        inputs=len(records),
+        kept_parts=kept_parts,
+        new_parts=writer.new_parts,
+        processed_files=len(records) - start,
+        processed_rows=processed_rows,
+        processed_atoms=processed_atoms,
+        seconds=time.perf_counter() - started,
+        changed=changed,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Click commands
+
+
+def _common(fn: Callable) -> Callable:
+    options = [
+        click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=str), metavar="INPUT..."),
+        click.option(
+            "--out",
+            required=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Shard dataset folder (created; an existing one is resumed).",
+        ),
+        click.option(
+            "--scheduler",
+            default=None,
+            metavar="ADDRESS",
+            help="Dask scheduler: tcp://HOST:PORT of an existing cluster, or 'synchronous' to run "
+            "in this process. Default: a local cluster sized to this machine.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Worker processes of the local cluster (default: one per CPU core).",
+        ),
+        click.option(
+            "--shard-rows",
+            type=click.IntRange(min=1),
+            default=DEFAULT_SHARD_ROWS,
+            show_default=True,
+            help="Most rows per part file.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _report(summary: Summary) -> None:
+    if summary.kept_parts and not summary.processed_files:
+        click.echo(f"ptk: {summary.out} is up to date ({summary.kept_parts} parts kept)", err=True)
+    elif summary.kept_parts:
+        click.echo(
+            f"ptk: resumed: kept {summary.kept_parts} parts, processed {summary.processed_files} files",
+            err=True,
+        )
+    click.echo(summary.line())
+
+
+@click.group("ingest")
+def ingest() -> None:
+    """Parse structure files into Parquet shard datasets (cath, qfit).
+
+    INPUT is any mix of files and folders (searched recursively): PDB, mmCIF, .gz of either,
+    CATH dompdb files; for cath also chain_set.jsonl / TS50 JSON backbone sets. Files that
+    cannot be used are listed in DIR/rejects.parquet; re-running resumes.
+    """
+
+
+@ingest.command("cath")
+@_common
+@click.option(
+    "--splits",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Ingraham CATH 4.2 chain_set_splits.json: fills `split` by chain id.",
+)
+@click.option(
+    "--cath-list",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="CATH domain list (CLF) file: class/architecture/topology/homology by domain id.",
+)
+@click.option(
+    "--max-length",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Reject chains longer than this (stage 'filter').",
+)
+def cath(
+    inputs: tuple[str, ...],
+    out: Path,
+    scheduler: str | None,
+    workers: int | None,
+    shard_rows: int,
+    splits: str | None,
+    cath_list: str | None,
+    max_length: int | None,
+) -> None:
+    """CATH domains/chains → cath shards (backbone, atoms, frames, dihedrals, χ, contacts)."""
+    _report(
+        run_ingest(
+            "cath",
+            inputs,
+            out,
+            splits=splits,
+            cath_list=cath_list,
+            max_length=max_length,
+            scheduler=scheduler,
+            workers=workers,
+            shard_rows=shard_rows,
+            command=_argv(),
+        )
+    )
+
+
+@ingest.command("qfit")
+@_common
+def qfit(
+    inputs: tuple[str, ...], out: Path, scheduler: str | None, workers: int | None, shard_rows: int
+) -> None:
+    """qFit multiconformer models → qfit shards (frames, per-altloc χ and occupancies)."""
+    _report(
+        run_ingest(
+            "qfit", inputs, out, scheduler=scheduler, workers=workers, shard_rows=shard_rows, command=_argv()
+        )
+    )
+
+
+def _argv() -> str:
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in ["ptk", *sys.argv[1:]]) if sys.argv else "ptk"
