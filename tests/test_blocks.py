@@ -438,3 +438,19 @@ def test_log_scaled_rpe_bins() -> None:
     assert not torch.allclose(
         rpe(torch.tensor([[0, 600, 700]]))[0, 0, 1], rpe(torch.tensor([[0, 600, 700]]))[0, 0, 2]
     )
+
+
+@pytest.mark.gpu
+def test_fp16_autocast_on_cuda_stays_finite() -> None:
+    """The fp32 islands under CUDA fp16 autocast: far-apart points (IPA) and long sums (triangle)."""
+    dev = torch.device("cuda")
+    ipa = randomize(InvariantPointAttention(32, 16, c_hidden=8, n_heads=4), 60, std=0.2).to(dev)
+    tri = randomize(TriangleMultiplicationOutgoing(16, 32), 61).to(dev)
+    s = torch.randn(1, 256, 32, generator=gen(62)).to(dev)
+    z = (100 * torch.randn(1, 256, 256, 16, generator=gen(63))).to(dev).requires_grad_(True)
+    frames = random_rigid((1, 256), gen(64), translation_scale=500.0).to(dev)
+    with torch.autocast("cuda", dtype=torch.float16):
+        out = ipa(s, z, frames) + tri(z).sum(2)[..., :1]
+    assert torch.isfinite(out).all()
+    out.float().sum().backward()
+    assert torch.isfinite(z.grad).all()
