@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+
 from ptk.datasets import SAMPLE_KINDS, sample_data_dir, sample_files
 from ptk.errors import ConfigError
 from ptk.structure import read_chains
