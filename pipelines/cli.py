@@ -71,7 +71,10 @@ def cli(verbose: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI, turning PtkError into exit status 1."""
     try:
-        cli.main(args=argv, prog_name="ptk", standalone_mode=False)
+        # With standalone_mode=False, Click returns the code given to ``ctx.exit(code)``.
+        code = cli.main(args=argv, prog_name="ptk", standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except PtkError as exc:
         click.echo(f"ptk: error: {exc}", err=True)
         sys.exit(1)

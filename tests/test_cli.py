@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import click
+import pytest
+
 import ptk
+import ptk.pipelines.cli as cli_module
 
 
 def run_ptk(*args: str) -> subprocess.CompletedProcess[str]:
@@ -36,3 +40,16 @@ def test_unknown_command_is_a_usage_error() -> None:
 def test_console_script_is_installed() -> None:
     result = subprocess.run(["ptk", "--version"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "ptk" in result.stdout
+
+
+@click.command()
+@click.pass_context
+def _exit_three(ctx: click.Context) -> None:
+    ctx.exit(3)
+
+
+def test_ctx_exit_code_reaches_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(cli_module.COMMANDS, "exit-three", (f"{__name__}:_exit_three", "test"))
+    with pytest.raises(SystemExit) as info:
+        cli_module.main(["exit-three"])
+    assert info.value.code == 3
