@@ -118,15 +118,33 @@ def build_datasets(task: Any, data: Path, val_data: Path | None) -> tuple[Any, A
     return _Subset(full_train, train_idx), _Subset(full_val, val_idx), "hash"
 
 
-def _log_to_file(path: Path) -> logging.Handler:
+class _Below(logging.Filter):
+    """Drops records under ``level`` (keeps the console at the ``-v`` level the user chose)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
+def _log_to_file(path: Path) -> tuple[logging.Handler, list[tuple[logging.Handler, logging.Filter]]]:
+    """train.log gets INFO and up whatever ``-v`` says; the console keeps its own level."""
     handler = logging.FileHandler(path, mode="a")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     logger = logging.getLogger("ptk")
-    logger.addHandler(handler)
-    if logger.getEffectiveLevel() > logging.INFO:
+    console_level = logger.getEffectiveLevel()
+    filters = []
+    if console_level > logging.INFO:
+        for console in logging.getLogger().handlers:
+            quiet = _Below(console_level)
+            console.addFilter(quiet)
+            filters.append((console, quiet))
         logger.setLevel(logging.INFO)
-    return handler
+    logger.addHandler(handler)
+    return handler, filters
 
 
 def run_training(
@@ -227,12 +245,12 @@ def run_training(
         config["resumed_at"] = list(saved.get("resumed_at", [])) + [now]
     else:
         config["created"], config["resumed_at"] = now, []
-    handler = None
+    handler, filters = None, []
     if info.main:
         tmp = config_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
         os.replace(tmp, config_path)
-        handler = _log_to_file(run_dir / "train.log")
+        handler, filters = _log_to_file(run_dir / "train.log")
     try:
         log.info(
             "%s %s (%s): %d params, %d train / %d val examples (%s split), device %s, world size %d",
@@ -265,6 +283,8 @@ def run_training(
         if handler is not None:
             logging.getLogger("ptk").removeHandler(handler)
             handler.close()
+        for console, quiet in filters:
+            console.removeFilter(quiet)
     summary.update({"run_dir": str(run_dir), "version": version, "n_params": n_params, "rank": info.rank})
     return summary
 

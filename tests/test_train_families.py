@@ -1,0 +1,211 @@
+"""``ptk train`` on real shards for every trainable family (tiny sizes, CPU).
+
+The shards are ingested once per session with the real ``ptk ingest`` command from
+``../shared/data``: six small CATH domains (27–68 residues; training crops them to 32) and three
+qFit multiconformer models. For each family the tests show that two epochs write the metrics rows
+and run folder of ``.notes/RUN_FOLDER.md``, and that the loss of a fixed small batch goes down when
+the model overfits it (the model can learn); one Mini-Fold run is interrupted and resumed and must
+give the uninterrupted run's metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from ptk.pipelines.cli import main
+
+CATH_DOMAINS = ("1a1hA01", "2j7jA03", "1rr7A02", "1au7A02", "1wzaA02", "1avyA00")
+QFIT_MODELS = (
+    "1G8A_multiconformer_model2.pdb",
+    "3K0N_multiconformer_model2.pdb",
+    "7A4M_cryoem_multiconformer_model2.pdb",
+)
+#: (version, shard kind)
+FAMILIES = (
+    ("v13", "cath"),
+    ("v10", "cath"),
+    ("contact-classifier", "cath"),
+    ("qfitlatent", "qfit"),
+    ("pallatom-refiner", "cath"),
+)
+#: settings that keep a tiny run at a few seconds on one core
+FAST = ("max_length=32", "sample_every=2", "sample_steps=3", "sample_n=2", "progress=false")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two shared cores: intra-op threads only oversubscribe them (and make timings noisy)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def ingest_cached(base: Path, shared: Path, kind: str) -> Path:
+    """The session's shard dataset of ``kind``, ingested on first use by ``ptk ingest``."""
+    out = base / f"shards_{kind}"
+    if (out / "_manifest.json").is_file():
+        return out
+    if kind == "cath":
+        inputs = [str(shared / "cath" / "dompdb" / d) for d in CATH_DOMAINS]
+        extra = ["--splits", str(shared / "cath" / "chain_set_splits.json")]
+    else:
+        inputs = [str(shared / "qfit" / "qfit_models" / f) for f in QFIT_MODELS]
+        extra = []
+    main(["ingest", kind, *inputs, "--out", str(out), "--scheduler", "synchronous", *extra])
+    assert (out / "_manifest.json").is_file()
+    return out
+
+
+def train_args(version: str, data: Path, out: Path, *extra: str, epochs: int = 2) -> list[str]:
+    args = ["train", "--version", version, "--data", str(data), "--out", str(out), "--size", "tiny"]
+    args += ["--epochs", str(epochs), "--device", "cpu"]
+    for setting in FAST:
+        args += ["--set", setting]
+    return args + list(extra)
+
+
+def trained_run(base: Path, shared: Path, version: str, kind: str = "cath", epochs: int = 2) -> Path:
+    """A tiny run of ``version`` in the session folder, trained on first use."""
+    out = base / "runs" / f"{version}_e{epochs}"
+    if not (out / "checkpoints" / "last.pt").is_file():
+        main(train_args(version, ingest_cached(base, shared, kind), out, epochs=epochs))
+    return out
+
+
+def read_metrics(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp()
+
+
+@pytest.mark.parametrize(("version", "kind"), FAMILIES)
+def test_two_epochs_write_the_run_folder(
+    version: str, kind: str, session_dir: Path, shared_data: Path
+) -> None:
+    run = trained_run(session_dir, shared_data, version, kind)
+    rows = read_metrics(run)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    for row in rows:
+        assert math.isfinite(float(row["train_loss"])) and math.isfinite(float(row["val_loss"]))
+        assert row["status"] in ("NEW BEST", "pat 1")
+        assert float(row["lr"]) > 0 and row["skipped_batches"] == "0"
+        assert float(row["wall_time_s"]) > 0
+    header = list(rows[0])
+    terms = [c[6:] for c in header if c.startswith("train_") and c != "train_loss"]
+    assert terms and all(f"val_{t}" in header for t in terms)
+    for col in ("ddim_tm", "ddim_rmsd", "ddim_gdt_ts"):
+        assert col in header
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["version"] == version and config["size"] == "tiny"
+    assert config["n_params"] > 0 and config["n_train"] >= 1 and config["n_val"] >= 1
+    assert config["train"]["max_length"] == 32 and config["train"]["epochs"] == 2
+    assert config["device"] == "cpu" and config["data"]["train"].endswith(f"shards_{kind}")
+    for name in ("last.pt", "best.pt"):
+        assert (run / "checkpoints" / name).is_file()
+    assert "epoch 2" in (run / "train.log").read_text()
+
+    if version in ("v13", "v10"):
+        epoch = run / "samples" / "epoch_002"
+        ids = sorted(p.stem for p in (epoch / "ref").glob("*.pdb"))
+        assert len(ids) == 2
+        for method in ("ddim", "x0"):
+            assert sorted(p.stem for p in (epoch / method).glob("*.pdb")) == ids
+        with open(epoch / "eval.csv", newline="") as handle:
+            scores = list(csv.DictReader(handle))
+        assert len(scores) == 4 and all(0.0 <= float(s["tm"]) <= 1.0 for s in scores)
+        assert rows[0]["ddim_tm"] == "" and 0.0 < float(rows[1]["ddim_tm"]) <= 1.0
+        assert float(rows[1]["ddim_rmsd"]) > 0 and 0.0 <= float(rows[1]["ddim_gdt_ts"]) <= 1.0
+    else:
+        assert not (run / "samples").exists() and rows[1]["ddim_tm"] == ""
+    if version == "qfitlatent":
+        assert 0.0 <= float(rows[1]["val_chi_acc_1"]) <= 1.0 and float(rows[1]["val_nll"]) > 0
+    if version == "contact-classifier":
+        assert header[-4:] == ["class_acc", "arch_acc", "contact_recall", "bce"]
+        assert 0.0 <= float(rows[1]["contact_recall"]) <= 1.0 and float(rows[1]["bce"]) > 0
+
+
+@pytest.mark.parametrize(("version", "kind"), FAMILIES)
+def test_loss_goes_down_when_overfitting_a_fixed_batch(
+    version: str, kind: str, session_dir: Path, shared_data: Path
+) -> None:
+    """The same two chains, the same noise draw every step (fixed generator and seed): 40 AdamW
+    steps must bring the loss well below where it started."""
+    from ptk.models.optim import TrainConfig, build_optimizer, clip_by_module
+    from ptk.models.tasks import get_task
+
+    task = get_task(version, "tiny", {"max_length": 32})
+    dataset = task.dataset(ingest_cached(session_dir, shared_data, kind), max_length=32, crop="first", seed=0)
+    batch = task.collate([dataset[i] for i in range(2)])
+    torch.manual_seed(0)
+    model = task.build_model()
+    cfg = TrainConfig.from_dict({"lr": 3e-3, "weight_decay": 0.0, "clip": task.train.clip})
+    optimizer = build_optimizer(model, cfg)
+    model.train()
+    losses = []
+    for _ in range(40):
+        torch.manual_seed(0)
+        loss, _ = task.loss(
+            model, batch, epoch=1, step=0, training=True, generator=torch.Generator().manual_seed(0)
+        )
+        assert torch.isfinite(loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_by_module(model, cfg.clip)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    start, end = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert end < 0.8 * start, (version, [round(x, 4) for x in losses])
+
+
+def test_resume_after_interruption_matches_uninterrupted(
+    session_dir: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    """v13 (self-conditioning, CFG dropout, DDIM sampling at epoch 2): stop after epoch 1 as if
+    pre-empted, resume in a new invocation; every metric equals the uninterrupted run's."""
+    full = trained_run(session_dir, shared_data, "v13")
+    data = ingest_cached(session_dir, shared_data, "cath")
+    cut = tmp_path / "cut"
+    main(train_args("v13", data, cut, "--set", "halt_after=1"))
+    assert len(read_metrics(cut)) == 1
+    main(["train", "--out", str(cut), "--resume", "--device", "cpu"])
+    a, b = read_metrics(full), read_metrics(cut)
+    assert len(a) == len(b) == 2
+    for row_a, row_b in zip(a, b, strict=True):
+        for key in row_a:
+            if key != "wall_time_s":
+                assert row_a[key] == row_b[key], (key, row_a[key], row_b[key])
+    config = json.loads((cut / "config.json").read_text())
+    assert len(config["resumed_at"]) == 1
+
+
+def test_resume_refuses_to_change_the_recipe(session_dir: Path, shared_data: Path) -> None:
+    run = trained_run(session_dir, shared_data, "qfitlatent", "qfit")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--out", str(run), "--resume", "--set", "lr=1"])
+    assert exc.value.code == 1
+
+
+def test_unknown_set_key_lists_allowed_keys(
+    session_dir: Path, shared_data: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = ingest_cached(session_dir, shared_data, "qfit")
+    with pytest.raises(SystemExit) as exc:
+        main(train_args("qfitlatent", data, tmp_path / "x", "--set", "learning_rate=1"))
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "unknown --set key 'learning_rate'" in err and "train.lr" in err and "model.d_s" in err
+    with pytest.raises(SystemExit):
+        main(train_args("qfitlatent", data, tmp_path / "y", "--set", "model.n_blocks=two"))
+    assert "n_blocks" in capsys.readouterr().err
