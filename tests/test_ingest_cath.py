@@ -1,0 +1,353 @@
+"""``ptk ingest cath`` on the real files of ../shared/data: accounting, values, labels, resume.
+
+Most runs use ``--scheduler synchronous`` (a documented option: the same per-file function in
+this process); the default local-cluster path and a real ``dask scheduler`` are exercised in
+``test_ingest_dask.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ptk import features, geometry, shards
+from ptk.pipelines.cli import cli
+from ptk.residues import BACKBONE_INDICES
+from ptk.structure import read_chains
+
+
+def ingest(*args: object) -> object:
+    result = CliRunner().invoke(cli, ["ingest", *map(str, args)], catch_exceptions=False)
+    return result
+
+
+def chain_set_jsonl(path: Path, shared_data: Path) -> list[str]:
+    """A chain_set.jsonl in the Ingraham layout, written from real backbones (TS50 entries and
+    dompdb chains), plus one malformed line and one entry whose coordinates do not match its
+    sequence. Returns the names of the good entries."""
+    ts50 = json.loads((shared_data / "cath" / "ts50" / "ts50.json").read_text())[:4]
+    lines, names = [], []
+    for entry in ts50:
+        coords = np.asarray(entry["coords"])
+        name = f"{entry['name'][:4]}.{entry['name'][4:]}"
+        lines.append(
+            {
+                "name": name,
+                "seq": entry["seq"],
+                "CATH": ["2.60.40"],
+                "num_chains": 1,
+                "coords": {k: coords[:, i].tolist() for i, k in enumerate(("N", "CA", "C", "O"))},
+            }
+        )
+        names.append(name)
+    chain = read_chains(shared_data / "cath" / "dompdb" / "1cf7B00").chains[0]
+    bb = chain.positions[:, list(BACKBONE_INDICES)].astype(float)
+    bb[3, 3] = np.nan  # a missing O, written as NaN the way json.dumps writes it
+    lines.append(
+        {
+            "name": "1cf7.B",
+            "seq": chain.sequence,
+            "CATH": ["1.10.10"],
+            "coords": {k: bb[:, i].tolist() for i, k in enumerate(("N", "CA", "C", "O"))},
+        }
+    )
+    names.append("1cf7.B")
+    bad_shape = dict(lines[0], name="9bad.A", seq=lines[0]["seq"] + "G")
+    text = "\n".join(json.dumps(x) for x in lines[:2]) + "\n{not json\n" + json.dumps(bad_shape) + "\n"
+    text += "\n".join(json.dumps(x) for x in lines[2:]) + "\n"
+    path.write_text(text)
+    return names
+
+
+@pytest.fixture(scope="module")
+def cath_run(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> dict:
+    tmp = tmp_path_factory.mktemp("ingest_cath")
+    jsonl = tmp / "chain_set.jsonl"
+    names = chain_set_jsonl(jsonl, shared_data)
+    clf = tmp / "domains.clf"
+    header = (shared_data / "cath" / "cath-domain-list-v4_3_0.partial.txt").read_text().splitlines()[:20]
+    clf.write_text(
+        "\n".join(
+            [
+                *(h for h in header if h.startswith("#")),
+                "1cf7B00     1    10    10    10     1     1     1     1     1    82 2.600",
+                "1c0pA01     3    40    50   720     1     1     1     1     1   199 1.800",
+            ]
+        )
+        + "\n"
+    )
+    out = tmp / "shards"
+    result = ingest(
+        "cath",
+        shared_data / "cath" / "dompdb",
+        shared_data / "cath" / "ts50" / "ts50.json",
+        jsonl,
+        "--out",
+        out,
+        "--splits",
+        shared_data / "cath" / "chain_set_splits.json",
+        "--cath-list",
+        clf,
+        "--scheduler",
+        "synchronous",
+        "--shard-rows",
+        "25",
+    )
+    return {"out": out, "result": result, "jsonl": jsonl, "names": names, "tmp": tmp}
+
+
+def test_every_input_is_accounted_for(cath_run: dict, shared_data: Path) -> None:
+    result, out = cath_run["result"], cath_run["out"]
+    assert result.exit_code == 0, result.output
+    table = shards.read_table(out)
+    rejects = shards.read_rejects(out).to_pylist()
+    # 20 dompdb + 50 TS50 + 5 good jsonl entries, minus the 4 jsonl entries that TS50 already gave
+    assert table.num_rows == 20 + 50 + 1
+    assert (
+        result.stdout.strip().splitlines()[-1]
+        == f"71 chains from 22 files; 6 rejected → {out / 'rejects.parquet'}"
+    )
+    sources = set(table.column("source").to_pylist())
+    assert {str(p) for p in (shared_data / "cath" / "dompdb").iterdir()} <= sources
+    by_item = {(r["input"], r["item"]): r for r in rejects}
+    jsonl = str(cath_run["jsonl"])
+    assert by_item[(jsonl, "line 3")]["stage"] == "parse"  # "{not json"
+    assert by_item[(jsonl, "9bad.A")]["error_class"] == "ValueError"
+    dupes = [r for r in rejects if r["stage"] == "dedupe"]
+    assert sorted(r["item"] for r in dupes) == sorted(cath_run["names"][:4])
+    assert all("ts50.json" in r["message"] for r in dupes)
+    # every file: rows, or rejects, or both for item-level rejects; never nothing
+    manifest = shards.read_manifest(out)
+    assert manifest["complete"] and manifest["cursor"] == len(manifest["inputs"]) == 22
+    for rec in manifest["inputs"]:
+        assert rec["rows"] + rec["rejects"] > 0
+        assert rec["sha256"] and len(rec["sha256"]) == 64
+    assert (
+        sum(r["rows"] for r in manifest["inputs"])
+        == table.num_rows
+        == sum(p["rows"] for p in manifest["parts"])
+    )
+    assert manifest["command"].startswith("ptk ingest cath") or manifest["command"]
+    assert manifest["options"]["splits"]["sha256"] == (
+        "8e9a587a50c7f6c026e4ed00f6c1c30b106100f36f7a01de47542bdfc060adc2"
+    )
+    assert len(table.column("id").unique()) == table.num_rows
+
+
+def test_values_equal_core_geometry_on_the_same_file(cath_run: dict, shared_data: Path) -> None:
+    table = shards.read_table(cath_run["out"])
+    rows = {r["id"]: r for r in table.to_pylist()}
+    for path in sorted((shared_data / "cath" / "dompdb").iterdir()):
+        chain = read_chains(path).chains[0]
+        row = rows[path.name]
+        assert row["chain_id"] == f"{path.name[:4]}.{path.name[4]}"
+        assert row["sequence"] == chain.sequence and row["length"] == len(chain)
+        assert row["resnum"] == chain.resnum.tolist()
+        pos = torch.from_numpy(np.where(chain.mask[..., None], chain.positions, np.nan))
+        n, ca, c = pos[:, 0], pos[:, 1], pos[:, 2]
+        rot, trans, valid = geometry.backbone_frames(n, ca, c)
+        np.testing.assert_array_equal(np.asarray(row["frame_rot"], np.float32), rot.reshape(-1, 9).numpy())
+        np.testing.assert_array_equal(np.asarray(row["frame_trans"], np.float32), trans.numpy())
+        assert row["frame_mask"] == valid.tolist()
+        dih = geometry.backbone_dihedrals(n, ca, c)
+        breaks = np.asarray(row["chain_break"])
+        for name in ("phi", "psi", "omega"):
+            # equal wherever no chain break intervenes (ingest masks those; see the break test)
+            ok = np.asarray(row[f"{name}_mask"])
+            np.testing.assert_array_equal(np.asarray(row[name], np.float32)[ok], dih[name].numpy()[ok])
+            assert (
+                ok == dih[f"{name}_mask"].numpy() & ~(breaks if name != "phi" else np.r_[False, breaks[:-1]])
+            ).all()
+        chi, chi_mask = geometry.chi_angles(
+            pos.float(), torch.from_numpy(chain.mask), torch.from_numpy(chain.aatype)
+        )
+        np.testing.assert_array_equal(np.asarray(row["chi"], np.float32), chi.numpy())
+        assert row["chi_mask"] == chi_mask.tolist()
+        dense = geometry.contact_map(ca.float()).numpy()
+        pairs = np.asarray(row["contacts"]).reshape(-1, 2)
+        expected = np.argwhere(np.triu(dense, 1))
+        np.testing.assert_array_equal(pairs, expected)
+        atoms = np.asarray(row["atoms"], np.float32).reshape(-1, 37, 3)
+        np.testing.assert_array_equal(np.isfinite(atoms).all(-1), chain.mask)
+        np.testing.assert_array_equal(atoms[chain.mask], chain.positions[chain.mask])
+
+
+def test_json_rows_are_backbone_only_and_match_geometry(cath_run: dict, shared_data: Path) -> None:
+    rows = {r["id"]: r for r in shards.read_table(cath_run["out"]).to_pylist()}
+    ts50 = json.loads((shared_data / "cath" / "ts50" / "ts50.json").read_text())
+    entry = ts50[10]
+    row = rows[f"{entry['name'][:4]}.{entry['name'][4:]}"]
+    coords = torch.tensor(entry["coords"], dtype=torch.float32)
+    rot, _, valid = geometry.backbone_frames(coords[:, 0], coords[:, 1], coords[:, 2])
+    np.testing.assert_array_equal(np.asarray(row["frame_rot"], np.float32), rot.reshape(-1, 9).numpy())
+    assert row["atoms"] is None and row["chi"] is None and row["atom_mask"] is None
+    assert row["sequence"] == entry["seq"] and row["resnum"] == list(range(1, len(entry["seq"]) + 1))
+    jsonl_row = rows["1cf7.B"]  # from the jsonl: one O missing (NaN), CATH codes of the entry
+    bb = np.asarray(jsonl_row["backbone"], dtype=np.float32).reshape(-1, 4, 3)
+    assert np.isnan(bb[3, 3]).all() and np.isfinite(np.delete(bb.reshape(-1, 3), 15, axis=0)).all()
+    assert jsonl_row["source"] == str(cath_run["jsonl"])
+    assert jsonl_row["n_incomplete_backbone"] == 1
+
+
+def test_cath_labels(cath_run: dict) -> None:
+    rows = {r["id"]: r for r in shards.read_table(cath_run["out"]).to_pylist()}
+
+    def cath(i: str) -> tuple:
+        r = rows[i]
+        return r["split"], r["cath_class"], r["cath_architecture"], r["cath_topology"], r["cath_homology"]
+
+    assert cath("1cf7B00") == ("train", 1, 10, 10, 10)  # domain list wins
+    assert cath("1c0pA01") == ("train", 3, 40, 50, 720)
+    assert cath("1a04A02") == ("train", 1, 10, 10, None)  # split file cath_nodes, first node
+    assert cath("1wzaA02") == ("train", 3, 90, 400, None)
+    assert cath("1zjaA02") == (None, None, None, None, None)  # in neither file
+    assert cath("1cf7.B") == ("train", 1, 10, 10, 10)  # jsonl chain: its first domain in the list
+
+
+def test_real_partial_cath_domain_list_parses(shared_data: Path) -> None:
+    domains = features.read_cath_list(shared_data / "cath" / "cath-domain-list-v4_3_0.partial.txt")
+    assert len(domains) == 2643
+    assert domains["4heoA00"] == (1, 10, 8, 10)
+
+
+def test_max_length_rejects_long_chains(tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "short"
+    result = ingest(
+        "cath",
+        shared_data / "cath" / "dompdb",
+        "--out",
+        out,
+        "--max-length",
+        80,
+        "--scheduler",
+        "synchronous",
+    )
+    assert result.exit_code == 0
+    lengths = shards.read_table(out, columns=["length"]).column("length").to_pylist()
+    rejects = shards.read_rejects(out).to_pylist()
+    assert max(lengths) <= 80 and len(lengths) + len(rejects) == 20
+    assert {r["error_class"] for r in rejects} == {"TooLong"} and all(r["stage"] == "filter" for r in rejects)
+    long = {p.name for p in (shared_data / "cath" / "dompdb").iterdir() if len(read_chains(p).chains[0]) > 80}
+    assert {r["item"] for r in rejects} == long and len(long) == 10
+
+
+def _copy_inputs(shared_data: Path, dest: Path) -> Path:
+    dest.mkdir()
+    for p in sorted((shared_data / "cath" / "dompdb").iterdir())[:12]:
+        shutil.copy(p, dest / p.name)
+    return dest
+
+
+def _rows(out: Path, drop: tuple[str, ...] = ()) -> str:
+    """Every row as canonical JSON (NaN written as NaN, so equal datasets give equal strings)."""
+    table = shards.read_table(out)
+    return json.dumps(table.drop_columns(list(drop)).to_pylist())
+
+
+def _snapshot(out: Path, drop: tuple[str, ...] = ()) -> dict[str, object]:
+    return {
+        "rows": _rows(out, drop),
+        "rejects": shards.read_rejects(out).to_pylist(),
+        "parts": [(p["file"], p["rows"], p["inputs"]) for p in shards.read_manifest(out)["parts"]],
+    }
+
+
+def test_rerun_resumes_and_an_interrupted_run_completes_to_the_same_dataset(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ptk.pipelines import ingest as pipeline
+
+    inputs = _copy_inputs(shared_data, tmp_path / "in")
+    (inputs / "broken.pdb").write_text("ATOM      1  N   ALA A   1      1.0\n")  # a reject mid-way
+    fresh = tmp_path / "fresh"
+    args = ("cath", inputs, "--scheduler", "synchronous", "--shard-rows", "3")
+    assert ingest(*args, "--out", fresh).exit_code == 0
+    expected = _snapshot(fresh)
+    assert len(expected["parts"]) == 4
+
+    # Re-running on a finished dataset does nothing and keeps every part file as it is.
+    mtimes = {p: p.stat().st_mtime_ns for p in fresh.glob("part-*.parquet")}
+    again = ingest(*args, "--out", fresh)
+    assert again.exit_code == 0 and "up to date" in again.stderr
+    assert {p: p.stat().st_mtime_ns for p in fresh.glob("part-*.parquet")} == mtimes
+    assert _snapshot(fresh) == expected
+
+    # A run killed after its second part: the manifest lists two whole parts, no half part.
+    real_write = shards.write_parquet_atomic
+    calls = {"n": 0}
+
+    def dying_write(table, path, **kw):  # noqa: ANN001, ANN003
+        calls["n"] += 1
+        if calls["n"] == 3:
+            leftover = Path(path).parent / f".{Path(path).name}.crash.tmp"  # what a crash leaves
+            leftover.write_bytes(b"PAR1 half a part")
+            raise KeyboardInterrupt
+        return real_write(table, path, **kw)
+
+    killed = tmp_path / "killed"
+    monkeypatch.setattr(shards, "write_parquet_atomic", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_ingest("cath", [inputs], killed, scheduler="synchronous", shard_rows=3)
+    monkeypatch.setattr(shards, "write_parquet_atomic", real_write)
+    manifest = shards.read_manifest(killed)
+    assert not manifest["complete"] and len(manifest["parts"]) == 2
+    assert len(shards.CathDataset(killed)) == 6  # readable, holding exactly the whole parts
+    kept = {p: p.stat().st_mtime_ns for p in killed.glob("part-*.parquet")}
+    resumed = ingest(*args, "--out", killed)
+    assert resumed.exit_code == 0 and "kept 2 parts" in resumed.stderr
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+    assert not list(killed.glob(".*.tmp"))
+    assert _snapshot(killed) == expected
+
+
+def test_changed_input_is_noticed_and_reprocessed(tmp_path: Path, shared_data: Path) -> None:
+    inputs = _copy_inputs(shared_data, tmp_path / "in")
+    out = tmp_path / "out"
+    args = ("cath", inputs, "--scheduler", "synchronous", "--shard-rows", "3")
+    assert ingest(*args, "--out", out).exit_code == 0
+    before = shards.read_manifest(out)
+    first_parts = {p: p.stat().st_mtime_ns for p in sorted(out.glob("part-*.parquet"))[:2]}
+
+    victim = sorted(inputs.iterdir())[7]  # in the third part
+    lines = victim.read_text().splitlines(keepends=True)
+    x = float(lines[1][30:38]) + 1.5  # move the first residue's CA by 1.5 Å
+    lines[1] = f"{lines[1][:30]}{x:8.3f}{lines[1][38:]}"
+    victim.write_text("".join(lines))
+
+    result = ingest(*args, "--out", out)
+    assert result.exit_code == 0
+    assert f"changed since {out} was written (first: {victim})" in result.stderr
+    after = shards.read_manifest(out)
+    rec = next(r for r in after["inputs"] if r["path"] == str(victim))
+    assert rec["sha256"] != next(r for r in before["inputs"] if r["path"] == str(victim))["sha256"]
+    assert {p: p.stat().st_mtime_ns for p in sorted(out.glob("part-*.parquet"))[:2]} == first_parts
+    row = next(r for r in shards.read_table(out).to_pylist() if r["id"] == victim.name)
+    chain = read_chains(victim).chains[0]
+    np.testing.assert_allclose(np.asarray(row["backbone"]).reshape(-1, 4, 3)[0, 1], chain.positions[0, 1])
+    assert row["source_sha256"] == rec["sha256"]
+
+    fresh = tmp_path / "fresh"
+    assert ingest(*args, "--out", fresh).exit_code == 0
+    assert _snapshot(out) == _snapshot(fresh)
+
+
+def test_other_options_on_an_existing_dataset_are_a_usage_error(tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "out"
+    files = sorted((shared_data / "cath" / "dompdb").iterdir())[:2]
+    assert ingest("cath", *files, "--out", out, "--scheduler", "synchronous").exit_code == 0
+    result = ingest("cath", *files, "--out", out, "--scheduler", "synchronous", "--max-length", 50)
+    assert result.exit_code == 2 and "different options (--max-length)" in result.output
+    result = ingest("qfit", *files, "--out", out, "--scheduler", "synchronous")
+    assert result.exit_code == 2 and "holds cath shards" in result.output
+    os.remove(out / "_manifest.json")
+    result = ingest("cath", *files, "--out", out, "--scheduler", "synchronous")
+    assert result.exit_code == 2 and "not empty" in result.output
+    assert pq.read_table(out / "part-00000.parquet").num_rows == 2  # nothing overwritten
