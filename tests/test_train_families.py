@@ -119,12 +119,12 @@ def test_two_epochs_write_the_run_folder(
     if version in ("v13", "v10"):
         epoch = run / "samples" / "epoch_002"
         ids = sorted(p.stem for p in (epoch / "ref").glob("*.pdb"))
-        assert len(ids) == 2
+        assert len(ids) == min(2, config["n_val"])
         for method in ("ddim", "x0"):
             assert sorted(p.stem for p in (epoch / method).glob("*.pdb")) == ids
         with open(epoch / "eval.csv", newline="") as handle:
             scores = list(csv.DictReader(handle))
-        assert len(scores) == 4 and all(0.0 <= float(s["tm"]) <= 1.0 for s in scores)
+        assert len(scores) == 2 * len(ids) and all(0.0 <= float(s["tm"]) <= 1.0 for s in scores)
         assert rows[0]["ddim_tm"] == "" and 0.0 < float(rows[1]["ddim_tm"]) <= 1.0
         assert float(rows[1]["ddim_rmsd"]) > 0 and 0.0 <= float(rows[1]["ddim_gdt_ts"]) <= 1.0
     else:
@@ -140,13 +140,14 @@ def test_two_epochs_write_the_run_folder(
 def test_loss_goes_down_when_overfitting_a_fixed_batch(
     version: str, kind: str, session_dir: Path, shared_data: Path
 ) -> None:
-    """The same two chains, the same noise draw every step (fixed generator and seed): 40 AdamW
-    steps must bring the loss well below where it started."""
+    """The same two chains (cropped to 16 residues), the same noise draw every step (fixed
+    generator and seed): 24 AdamW steps must bring the loss well below where it started (measured:
+    every family is below 60% of its start by step 20)."""
     from ptk.models.optim import TrainConfig, build_optimizer, clip_by_module
     from ptk.models.tasks import get_task
 
-    task = get_task(version, "tiny", {"max_length": 32})
-    dataset = task.dataset(ingest_cached(session_dir, shared_data, kind), max_length=32, crop="first", seed=0)
+    task = get_task(version, "tiny", {"max_length": 16})
+    dataset = task.dataset(ingest_cached(session_dir, shared_data, kind), max_length=16, crop="first", seed=0)
     batch = task.collate([dataset[i] for i in range(2)])
     torch.manual_seed(0)
     model = task.build_model()
@@ -154,7 +155,7 @@ def test_loss_goes_down_when_overfitting_a_fixed_batch(
     optimizer = build_optimizer(model, cfg)
     model.train()
     losses = []
-    for _ in range(40):
+    for _ in range(24):
         torch.manual_seed(0)
         loss, _ = task.loss(
             model, batch, epoch=1, step=0, training=True, generator=torch.Generator().manual_seed(0)
