@@ -210,3 +210,46 @@ def test_unknown_set_key_lists_allowed_keys(
     with pytest.raises(SystemExit):
         main(train_args("qfitlatent", data, tmp_path / "y", "--set", "model.n_blocks=two"))
     assert "n_blocks" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_train_data_parallel(
+    session_dir: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    """The same command under ``torchrun --nproc_per_node=2`` (gloo on CPU): each rank takes half
+    of every epoch, gradients are averaged once per step, rank 0 alone writes the run folder."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    data = ingest_cached(session_dir, shared_data, "qfit")
+    out = tmp_path / "ddp"
+    args = train_args("qfitlatent", data, out)[1:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        "torchrun",
+        "--nproc_per_node=2",
+        f"--master_port={port}",
+        "-m",
+        "ptk.pipelines.cli",
+        "train",
+        *args,
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("qfitlatent: 2 epochs") == 1  # rank 0 reports, rank 1 stays quiet
+    config = json.loads((out / "config.json").read_text())
+    assert config["world_size"] == 2
+    rows = read_metrics(out)
+    assert [r["epoch"] for r in rows] == ["1", "2"] and all(
+        math.isfinite(float(r["train_loss"])) for r in rows
+    )
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    per_rank = math.ceil(config["n_train"] / 2)  # DistributedSampler pads to equal shares
+    assert state["global_step"] == 2 * per_rank and state["world_size"] == 2
