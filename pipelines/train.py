@@ -185,7 +185,11 @@ def run_training(
                 f"{', '.join(TrainConfig.RUNTIME_KEYS)}"
             )
         version, size = saved["version"], saved["size"]
-        merged = {**saved.get("overrides", {}), **overrides}
+        # halt_after is about one invocation (a pre-emption drill), not the run: never inherited
+        kept = {
+            k: v for k, v in saved.get("overrides", {}).items() if k.removeprefix("train.") != "halt_after"
+        }
+        merged = {**kept, **overrides}
         data = data if data is not None else saved["data"]["train"]
         val_data = val_data if val_data is not None else saved["data"].get("val")
         overrides = merged

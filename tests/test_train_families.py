@@ -253,3 +253,36 @@ def test_torchrun_two_cpu_processes_train_data_parallel(
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
     per_rank = math.ceil(config["n_train"] / 2)  # DistributedSampler pads to equal shares
     assert state["global_step"] == 2 * per_rank and state["world_size"] == 2
+
+
+def test_every_registry_version_trains_an_epoch(session_dir: Path, shared_data: Path, tmp_path: Path) -> None:
+    """The versions the tests above do not train (v11, v11b, v12, v12b: LR groups, per-module
+    clipping, the pair-stack tripwire) run one tiny epoch with DDIM sampling."""
+    from ptk.models.tasks import list_versions
+
+    data = ingest_cached(session_dir, shared_data, "cath")
+    covered = {v for v, _ in FAMILIES} | {"v14"}  # v14: test_sample.py
+    others = [v for v in list_versions() if v not in covered]
+    assert {"v11", "v11b", "v12", "v12b"} <= set(others)
+    for version in others:
+        out = tmp_path / version
+        main(train_args(version, data, out, "--set", "sample_every=1", "--set", "sample_n=1", epochs=1))
+        row = read_metrics(out)[0]
+        assert math.isfinite(float(row["val_loss"])) and 0.0 < float(row["ddim_tm"]) <= 1.0, version
+    config = json.loads((tmp_path / "v12b" / "config.json").read_text())
+    assert config["train"]["tripwire_module"] == "pair_stack"
+    assert config["train"]["clip"] == {"denoiser": 1.0, "pair_stack": 0.5, "aux_pair": 0.5, "*": 1.0}
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_training(session_dir: Path, shared_data: Path, tmp_path: Path) -> None:
+    """On CUDA the run trains under bf16 autocast (fp32 islands inside the model) without skipped
+    batches, and samples."""
+    data = ingest_cached(session_dir, shared_data, "cath")
+    out = tmp_path / "cuda"
+    args = train_args("v13", data, out, epochs=2)
+    args[args.index("cpu")] = "cuda"
+    main(args)
+    rows = read_metrics(out)
+    assert all(r["skipped_batches"] == "0" for r in rows) and float(rows[1]["ddim_tm"]) > 0
+    assert json.loads((out / "config.json").read_text())["device"].startswith("cuda")
