@@ -319,3 +319,23 @@ def test_checkpoint_killed_mid_write_is_never_half_read(tmp_path: Path) -> None:
         proc.stdout.close()
         state = load_checkpoint(tmp_path / "last.pt")
         assert torch.all(state["w"] == float(state["i"]))
+
+
+class _WorseningTask(ToyTask):
+    """Validation loss that rises every epoch: epoch 1 is the best there will be."""
+
+    def loss(self, model, batch, *, epoch, step, training, generator=None):
+        total, terms = super().loss(
+            model, batch, epoch=epoch, step=step, training=training, generator=generator
+        )
+        if not training:
+            total = total * 0 + float(epoch)
+        return total, terms
+
+
+def test_early_stopping_patience(tmp_path: Path) -> None:
+    _, summary = _run(tmp_path, _cfg(epochs=6, patience=2), _WorseningTask())
+    assert [r["status"] for r in _rows(tmp_path)] == ["NEW BEST", "pat 1", "EARLY STOP"]
+    assert summary["halted"] == "early stop" and summary["best_epoch"] == 1
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    assert best["epoch"] == 1 and load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 3
