@@ -157,18 +157,36 @@ class Unit:
 
 @dataclass
 class Packed:
-    """One unit's outcome as it travels back from a worker."""
+    """One unit's outcome as it travels back from a worker (its rows are in the batch table)."""
 
     unit: Unit
-    table: Any  # pyarrow.Table of the kind's schema, or None
+    n_rows: int
     rejects: list[dict[str, Any]]
     n_atoms: int
 
 
+@dataclass
+class Batch:
+    """A task's outcome: every unit's account, and all their rows in one Arrow table (unit order).
+
+    One table per task, not per file: building an Arrow table has a fixed cost per column that
+    dominated the per-file work on small files."""
+
+    packed: list[Packed]
+    table: Any  # pyarrow.Table of the kind's schema, or None when no unit gave rows
+
+    def split(self) -> Iterator[tuple[Packed, Any]]:
+        """(unit account, its rows as a zero-copy slice of the table, or None)."""
+        offset = 0
+        for p in self.packed:
+            yield p, (self.table.slice(offset, p.n_rows) if p.n_rows else None)
+            offset += p.n_rows
+
+
 def process_batch(
     kind: str, batch: Sequence[Unit], labels: Any = None, max_length: int | None = None
-) -> list[Packed]:
-    """Run the per-file core function on each unit of ``batch`` and pack rows as Arrow tables.
+) -> Batch:
+    """Run the per-file core function on each unit of ``batch`` and pack all rows in one table.
 
     This is the Dask task: it reads its files and returns values, nothing else (no writes), so
     a retried or duplicated task is harmless.
@@ -179,28 +197,42 @@ def process_batch(
     from ptk import features, shards
 
     torch.set_num_threads(1)  # one core per worker: parallelism is the cluster's job
-    out = []
+    results = []
     for unit in batch:
         if kind == "cath":
             result = features.cath_file_rows(unit.path, labels, max_length, unit.byte_range, unit.sha256)
         else:
             result = features.qfit_file_rows(unit.path)
+        results.append((unit, result))
+    rows = [row for _, result in results for row in result.rows]
+    try:
+        tables = [shards.rows_to_table(kind, rows)] if rows else []
+        bad: dict[int, BaseException] = {}
+    except Exception:  # noqa: BLE001 - find the file whose rows do not fit, keep the others
+        tables, bad = [], {}
+        for k, (_, result) in enumerate(results):
+            if result.rows:
+                try:
+                    tables.append(shards.rows_to_table(kind, result.rows))
+                except Exception as exc:  # noqa: BLE001
+                    bad[k] = exc
+    packed = []
+    for k, (unit, result) in enumerate(results):
         rejects = [vars(r) for r in result.rejects]
-        table = None
+        if k in bad:
+            rejects.append(_reject_dict(unit, "write", bad[k]))
+            packed.append(Packed(unit, 0, rejects, 0))
+            continue
         n_atoms = 0
-        if result.rows:
-            try:
-                table = shards.rows_to_table(kind, result.rows)
-            except Exception as exc:  # noqa: BLE001 - never let one file stop the run
-                rejects.append(_reject_dict(unit, "write", exc))
-            else:
-                for row in result.rows:
-                    mask = row.get("atom_mask")
-                    if mask is None:
-                        mask = np.isfinite(np.asarray(row["backbone"])).all(-1)
-                    n_atoms += int(np.count_nonzero(mask))
-        out.append(Packed(unit, table, rejects, n_atoms))
-    return out
+        for row in result.rows:
+            mask = row.get("atom_mask")
+            if mask is None:
+                mask = np.isfinite(np.asarray(row["backbone"])).all(-1)
+            n_atoms += int(np.count_nonzero(mask))
+        packed.append(Packed(unit, len(result.rows), rejects, n_atoms))
+    import pyarrow as pa
+
+    return Batch(packed, pa.concat_tables(tables) if tables else None)
 
 
 def _reject_dict(unit: Unit, stage: str, exc: BaseException) -> dict[str, Any]:
@@ -219,10 +251,10 @@ class _Synchronous:
 
     n_workers = 1
 
-    def __init__(self, fn: Callable[..., list[Packed]], args: tuple) -> None:
+    def __init__(self, fn: Callable[..., Batch], args: tuple) -> None:
         self.fn, self.args = fn, args
 
-    def map(self, batches: Iterable[list[Unit]]) -> Iterator[list[Packed]]:
+    def map(self, batches: Iterable[list[Unit]]) -> Iterator[Batch]:
         for batch in batches:
             yield self.fn(*self.args[:1], batch, *self.args[1:])
 
@@ -235,7 +267,7 @@ class _Distributed:
     submission order. A batch whose task fails (a worker died on a file) is retried file by
     file; a single file that still fails becomes a reject (stage ``worker``)."""
 
-    def __init__(self, client: Any, cluster: Any, fn: Callable[..., list[Packed]], args: tuple) -> None:
+    def __init__(self, client: Any, cluster: Any, fn: Callable[..., Batch], args: tuple) -> None:
         self.client, self.cluster, self.fn = client, cluster, fn
         kind, labels, max_length = args
         self.kind, self.max_length = kind, max_length
@@ -245,13 +277,13 @@ class _Distributed:
     def _submit(self, batch: list[Unit]) -> Any:
         return self.client.submit(self.fn, self.kind, batch, self.labels, self.max_length, pure=False)
 
-    def map(self, batches: Iterable[list[Unit]]) -> Iterator[list[Packed]]:
+    def map(self, batches: Iterable[list[Unit]]) -> Iterator[Batch]:
         from distributed import as_completed
 
         window = 4 * self.n_workers
         it = iter(batches)
         pending: dict[Any, tuple[int, list[Unit]]] = {}
-        done: dict[int, list[Packed]] = {}
+        done: dict[int, Batch] = {}
         ac = as_completed()
         next_submit = next_yield = 0
         exhausted = False
@@ -285,17 +317,23 @@ class _Distributed:
             fut.release()
         return
 
-    def _retry(self, batch: list[Unit], exc: BaseException) -> list[Packed]:
-        out: list[Packed] = []
+    def _retry(self, batch: list[Unit], exc: BaseException) -> Batch:
+        import pyarrow as pa
+
+        packed: list[Packed] = []
+        tables = []
         for unit in batch:
             if len(batch) > 1:
                 try:
-                    out.extend(self._submit([unit]).result())
+                    single = self._submit([unit]).result()
+                    packed.extend(single.packed)
+                    if single.table is not None:
+                        tables.append(single.table)
                     continue
                 except Exception as inner:  # noqa: BLE001
                     exc = inner
-            out.append(Packed(unit, None, [_reject_dict(unit, "worker", exc)], 0))
-        return out
+            packed.append(Packed(unit, 0, [_reject_dict(unit, "worker", exc)], 0))
+        return Batch(packed, pa.concat_tables(tables) if tables else None)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -303,6 +341,16 @@ class _Distributed:
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 self.cluster.close()
+
+
+def _probe(address: str) -> None:
+    """Fail fast (OSError) when nothing listens at a tcp:// scheduler address."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme == "tcp" and parts.hostname and parts.port:
+        socket.create_connection((parts.hostname, parts.port), timeout=10).close()
 
 
 def _executor(scheduler: str | None, workers: int | None, args: tuple) -> _Synchronous | _Distributed:
@@ -327,6 +375,7 @@ def _executor(scheduler: str | None, workers: int | None, args: tuple) -> _Synch
     if workers is not None:
         log.warning("--workers is ignored with --scheduler %s (the cluster has its own workers)", scheduler)
     try:
+        _probe(scheduler)
         client = Client(scheduler, timeout="30s")
     except OSError as exc:
         raise click.UsageError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from exc
@@ -479,8 +528,8 @@ class _Writer:
         return resume_at, changed
 
     # -- consuming results ----------------------------------------------------------------
-    def add(self, packed: Packed) -> int:
-        """Account one unit (units must arrive in input order); returns the rows it added."""
+    def add(self, packed: Packed, table: Any) -> int:
+        """Account one unit and its rows (units must arrive in input order); returns rows kept."""
         import pyarrow as pa
 
         unit = packed.unit
@@ -490,7 +539,6 @@ class _Writer:
         if unit.chunk == 0:
             rec["rows"], rec["rejects"] = 0, 0
         rejects = [dict(r, input=rec["path"]) for r in packed.rejects]
-        table = packed.table
         if table is not None and table.num_rows:
             keep = []
             for row_id in table.column("id").to_pylist():
@@ -747,9 +795,9 @@ def run_ingest(
                     desc=f"ingest {kind}",
                     file=sys.stderr,
                 ) as bar:
-                    for results in executor.map(_batches(todo, executor.n_workers)):
-                        for packed in results:
-                            processed_rows += writer.add(packed)
+                    for batch in executor.map(_batches(todo, executor.n_workers)):
+                        for packed, table in batch.split():
+                            processed_rows += writer.add(packed, table)
                             processed_atoms += packed.n_atoms
                             if packed.unit.chunk == packed.unit.n_chunks - 1:
                                 bar.update(1)

@@ -233,7 +233,7 @@ def _leaf(values: np.ndarray, t: pa.DataType) -> pa.Array:
     if pa.types.is_fixed_size_list(t):
         inner = t.value_type
         flat = np.ascontiguousarray(values, dtype=inner.to_pandas_dtype()).reshape(-1)
-        return pa.FixedSizeListArray.from_arrays(pa.array(flat, type=inner), t.list_size)
+        return pa.FixedSizeListArray.from_arrays(pa.array(flat, type=inner), type=t)
     if pa.types.is_string(t):
         return pa.array(np.asarray(values, dtype=object).reshape(-1).tolist(), type=t)
     return pa.array(np.ascontiguousarray(values, dtype=t.to_pandas_dtype()).reshape(-1), type=t)
@@ -243,7 +243,8 @@ def _shape_of(t: pa.DataType) -> tuple[int, ...]:
     return (t.list_size,) if pa.types.is_fixed_size_list(t) else ()
 
 
-def _column_array(col: Column, rows: Sequence[dict]) -> pa.Array:
+def _column_array(col: Column, rows: Sequence[dict], target: pa.DataType) -> pa.Array:
+    """One column of ``rows`` built directly as the schema's type ``target`` (no cast)."""
     if col.layout == "row":
         return pa.array([row.get(col.name) for row in rows], type=col.type)
     shape = _shape_of(col.type)
@@ -266,7 +267,7 @@ def _column_array(col: Column, rows: Sequence[dict]) -> pa.Array:
         flat = np.concatenate(present) if present else np.zeros((0, *shape))
         child = _leaf(flat, col.type)
         mask = pa.array(nulls, type=pa.bool_()) if any(nulls) else None
-        return pa.ListArray.from_arrays(_offsets(lengths), child, mask=mask)
+        return pa.ListArray.from_arrays(_offsets(lengths), child, type=target, mask=mask)
     # conf: [n, A, *shape] padded, made ragged by each row's altloc_mask
     outer_lengths, inner_lengths, flats = [], [], []
     for row in rows:
@@ -277,15 +278,15 @@ def _column_array(col: Column, rows: Sequence[dict]) -> pa.Array:
         flats.append(arr[present].reshape(-1, *shape))
     inner = np.concatenate(inner_lengths) if inner_lengths else np.zeros(0, np.int64)
     flat = np.concatenate(flats) if flats else np.zeros((0, *shape))
-    inner_arr = pa.ListArray.from_arrays(_offsets(inner), _leaf(flat, col.type))
-    return pa.ListArray.from_arrays(_offsets(outer_lengths), inner_arr)
+    inner_arr = pa.ListArray.from_arrays(_offsets(inner), _leaf(flat, col.type), type=target.value_type)
+    return pa.ListArray.from_arrays(_offsets(outer_lengths), inner_arr, type=target)
 
 
 def rows_to_table(kind: str, rows: Sequence[dict[str, Any]]) -> pa.Table:
     """Rows (dicts of column → numpy value, as :mod:`ptk.features` returns them) → Arrow table
     of the kind's schema. Extra keys in a row are ignored; a missing column is an error."""
     schema = schema_for(kind)
-    arrays = [_column_array(col, rows).cast(schema.field(col.name).type) for col in _COLUMNS[kind]]
+    arrays = [_column_array(col, rows, schema.field(col.name).type) for col in _COLUMNS[kind]]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

@@ -1,0 +1,137 @@
+"""Throughput of ``ptk ingest cath`` beside a bare gemmi read of the same files, same run.
+
+    python benchmarks/ingest.py [--data ../shared/data] [--copies 20] [--workers 1 2]
+
+Makes a few hundred real input files (the 20 shared CATH dompdb files, each copied ``--copies``
+times under new domain-style names, so every copy is its own row), then for each worker count:
+
+- **bare read**: ``gemmi.read_structure`` of every file (format given, nothing else), spread over
+  the same number of processes; the reference rate;
+- **ingest, steady state**: ``run_ingest`` on an already-running local cluster of that many
+  workers (hashing, reading, features, Arrow, Parquet writes, manifest);
+- **ingest, end to end**: the ``ptk ingest cath`` command line, cluster start-up included.
+
+Prints chains/s, atoms/s (heavy atoms that reached the shards; bare read: atom sites), the ratio
+ingest/bare (the figure; target ≥ 0.5 per worker), and the 1 → 2 worker scaling. Torch runs one
+thread per worker. Numbers depend on the machine's load; the run prints ``os.getloadavg()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import gemmi
+
+
+def make_inputs(data: Path, copies: int, dest: Path) -> list[Path]:
+    sources = sorted((data / "cath" / "dompdb").iterdir())
+    paths = []
+    for k in range(copies):
+        for j, src in enumerate(sources):
+            # unique CATH-style names (digit + 3 alphanumerics + chain + 2 digits) → unique ids
+            name = f"9{k:02d}{chr(97 + j)}{src.name[4]}00"
+            path = dest / name
+            shutil.copyfile(src, path)
+            paths.append(path)
+    return paths
+
+
+def _bare(paths: list[str]) -> int:
+    atoms = 0
+    for p in paths:
+        atoms += gemmi.read_structure(p, format=gemmi.CoorFormat.Pdb)[0].count_atom_sites()
+    return atoms
+
+
+def bare_read(paths: list[Path], workers: int) -> tuple[float, int]:
+    chunks = [[str(p) for p in paths[i::workers]] for i in range(workers)]
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_bare, [c[:5] for c in chunks]))  # start processes, warm imports
+        start = time.perf_counter()
+        atoms = sum(pool.map(_bare, chunks))
+        return time.perf_counter() - start, atoms
+
+
+def ingest_steady(paths_dir: Path, out: Path, workers: int) -> tuple[float, int, int]:
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    from ptk.pipelines.ingest import run_ingest
+
+    with LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard": False},
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        with Client(cluster) as client:
+            client.run(lambda: __import__("ptk.features"))  # warm imports (torch) on every worker
+            warm = out.parent / f"warm{workers}"
+            run_ingest(
+                "cath", [next(paths_dir.iterdir())], warm, scheduler=cluster.scheduler_address, progress=False
+            )
+            start = time.perf_counter()
+            summary = run_ingest(
+                "cath", [paths_dir], out, scheduler=cluster.scheduler_address, progress=False
+            )
+            return time.perf_counter() - start, summary.processed_rows, summary.processed_atoms
+
+
+def ingest_cli(paths_dir: Path, out: Path, workers: int) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        ["ptk", "ingest", "cath", str(paths_dir), "--out", str(out), "--workers", str(workers)],
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--copies", type=int, default=20)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--no-cli", action="store_true", help="skip the end-to-end command-line runs")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="ptk-bench-") as tmp:
+        tmp = Path(tmp)
+        inputs = tmp / "inputs"
+        inputs.mkdir()
+        paths = make_inputs(args.data, args.copies, inputs)
+        print(
+            f"{len(paths)} files, {sum(p.stat().st_size for p in paths) / 1e6:.1f} MB; "
+            f"cpus {os.cpu_count()}; load {os.getloadavg()[0]:.1f}"
+        )
+        rates = {}
+        for w in args.workers:
+            bare_s, sites = bare_read(paths, w)
+            ing_s, chains, atoms = ingest_steady(inputs, tmp / f"steady{w}", w)
+            line = (
+                f"workers {w}: bare read {len(paths) / bare_s:8.1f} files/s {sites / bare_s:10.0f} atoms/s | "
+                f"ingest {chains / ing_s:7.1f} chains/s {atoms / ing_s:9.0f} atoms/s | "
+                f"ratio {(chains / ing_s) / (len(paths) / bare_s):.3f}"
+            )
+            if not args.no_cli:
+                cli_s = ingest_cli(inputs, tmp / f"cli{w}", w)
+                line += f" | CLI end to end {cli_s:5.1f} s ({chains / cli_s:.1f} chains/s)"
+            print(line, flush=True)
+            rates[w] = chains / ing_s
+        if 1 in rates and 2 in rates:
+            print(f"scaling 1 → 2 workers: {rates[2] / rates[1]:.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

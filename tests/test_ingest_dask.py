@@ -1,0 +1,180 @@
+"""The two Dask paths of ``ptk ingest``, through the real console script:
+
+- no ``--scheduler``: the default local cluster (``--workers 2`` processes);
+- ``--scheduler tcp://127.0.0.1:PORT``: a real ``dask scheduler`` and ``dask worker`` started as
+  processes here;
+
+each must write the same dataset as the in-process ``--scheduler synchronous`` run. Cluster
+start-up costs seconds, so these are the only tests that start one.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ptk import shards
+
+pytestmark = pytest.mark.slow
+
+
+def _inputs(shared_data: Path) -> list[str]:
+    dompdb = sorted((shared_data / "cath" / "dompdb").iterdir())
+    garbage = shared_data / "cath" / "testset_ingraham_topologies.txt"  # not a structure: a reject
+    return [*map(str, dompdb[:8]), str(shared_data / "cath" / "ts50" / "ts50.json"), str(garbage)]
+
+
+def _ptk(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ptk", *args], capture_output=True, text=True, timeout=300)
+
+
+def _dataset(out: Path) -> tuple[str, str, list]:
+    manifest = shards.read_manifest(out)
+    parts = [(p["file"], p["rows"], p["inputs"]) for p in manifest["parts"]]
+    return (
+        json.dumps(shards.read_table(out).to_pylist()),
+        json.dumps(shards.read_rejects(out).to_pylist()),
+        parts,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple:
+    out = tmp_path_factory.mktemp("sync") / "shards"
+    proc = _ptk(
+        "ingest",
+        "cath",
+        *_inputs(shared_data),
+        "--out",
+        str(out),
+        "--scheduler",
+        "synchronous",
+        "--shard-rows",
+        "20",
+    )
+    assert proc.returncode == 0, proc.stderr
+    return _dataset(out)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def cluster(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = [open(tmp_path / n, "w") for n in ("scheduler.log", "worker.log")]  # noqa: SIM115
+    scheduler = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-dashboard",
+        ],
+        stdout=logs[0],
+        stderr=subprocess.STDOUT,
+    )
+    procs = [scheduler]
+    try:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_worker",
+                address,
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+            ],
+            stdout=logs[1],
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(worker)
+        from distributed import Client
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with Client(address, timeout="5s") as client:
+                    client.wait_for_workers(1, timeout=120)
+                break
+            except OSError:
+                if time.monotonic() > deadline or scheduler.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in reversed(procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for log in logs:
+            log.close()
+
+
+def test_existing_cluster_via_scheduler_address(
+    cluster: str, reference: tuple, tmp_path: Path, shared_data: Path
+) -> None:
+    out = tmp_path / "shards"
+    proc = _ptk(
+        "ingest",
+        "cath",
+        *_inputs(shared_data),
+        "--out",
+        str(out),
+        "--scheduler",
+        cluster,
+        "--shard-rows",
+        "20",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        proc.stdout.strip().splitlines()[-1]
+        == f"58 chains from 9 files; 1 rejected → {out / 'rejects.parquet'}"
+    )
+    assert _dataset(out) == reference
+
+
+def test_default_local_cluster(reference: tuple, tmp_path: Path, shared_data: Path) -> None:
+    out = tmp_path / "shards"
+    proc = _ptk(
+        "ingest", "cath", *_inputs(shared_data), "--out", str(out), "--workers", "2", "--shard-rows", "20"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "58 chains from 9 files; 1 rejected" in proc.stdout
+    assert "\r" not in proc.stderr  # no progress bar when stderr is not a terminal
+    assert _dataset(out) == reference
+
+
+def test_unreachable_scheduler_is_a_usage_error(tmp_path: Path, shared_data: Path) -> None:
+    proc = _ptk(
+        "ingest",
+        "qfit",
+        str(shared_data / "qfit" / "fragments" / "AFA_single.pdb"),
+        "--out",
+        str(tmp_path / "o"),
+        "--scheduler",
+        f"tcp://127.0.0.1:{_free_port()}",
+    )
+    assert proc.returncode == 2 and "cannot reach the Dask scheduler" in proc.stderr
