@@ -190,9 +190,9 @@ class Trainer:
         )
         self.val_loader = None
         if val_set is not None and len(val_set) > 0:
-            val_sampler = DistributedSampler(
-                val_set, num_replicas=self.info.world_size, rank=self.info.rank, shuffle=False
-            )
+            # every validation example exactly once over the ranks (DistributedSampler would pad
+            # with repeats); the means are all-reduced as (sum, count) pairs
+            val_sampler = list(range(self.info.rank, len(val_set), self.info.world_size))
             self.val_loader = DataLoader(
                 val_set,
                 batch_size=cfg.batch_size,
