@@ -559,7 +559,9 @@ class _Writer:
             if not all(keep):
                 table = table.filter(pa.array(keep))
         n_rows = kept = table.num_rows if table is not None else 0
-        if n_rows and self.buffer_rows and self.buffer_rows + n_rows > self.shard_rows:
+        # A new file that does not fit starts a new part (a file boundary: resume can cut there);
+        # further chunks of a file fill parts exactly, so chunking never changes the layout.
+        if n_rows and self.buffer_rows and self.buffer_rows + n_rows > self.shard_rows and unit.chunk == 0:
             self._flush()
         self._open = True
         while n_rows > self.shard_rows - self.buffer_rows:  # one unit with more rows than a part

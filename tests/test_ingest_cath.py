@@ -23,7 +23,6 @@ from ptk.pipelines.cli import cli
 from ptk.residues import BACKBONE_INDICES
 from ptk.structure import read_chains
 
-
 #: Ingest evaluates all dihedrals of a chain in one stacked call of geometry.dihedral; torch's
 #: kernels may round the last float32 bit differently for another tensor shape (seen: 1.2e-7).
 ANGLE_TOL = 1e-6
@@ -358,3 +357,56 @@ def test_other_options_on_an_existing_dataset_are_a_usage_error(tmp_path: Path, 
     result = ingest("cath", *files, "--out", out, "--scheduler", "synchronous")
     assert result.exit_code == 2 and "not empty" in result.output
     assert pq.read_table(out / "part-00000.parquet").num_rows == 2  # nothing overwritten
+
+
+def test_large_jsonl_is_split_into_tasks_and_resumes_mid_file(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ptk.pipelines import ingest as pipeline
+
+    ts50 = json.loads((shared_data / "cath" / "ts50" / "ts50.json").read_text())
+    jsonl = tmp_path / "chain_set.jsonl"
+    with jsonl.open("w") as fh:
+        for entry in ts50[:12]:
+            coords = np.asarray(entry["coords"])
+            fh.write(
+                json.dumps(
+                    {
+                        "name": f"{entry['name'][:4]}.{entry['name'][4:]}",
+                        "seq": entry["seq"],
+                        "coords": {k: coords[:, i].tolist() for i, k in enumerate("N CA C O".split())},
+                    }
+                )
+            )
+            fh.write("\n")
+    whole = tmp_path / "whole"
+    pipeline.run_ingest("cath", [jsonl], whole, scheduler="synchronous", shard_rows=5)
+
+    monkeypatch.setattr(pipeline, "JSONL_CHUNK_BYTES", jsonl.stat().st_size // 8)
+    units = pipeline._units(0, {"path": str(jsonl), "sha256": "x"})
+    assert len(units) >= 5 and units[0].byte_range[0] == 0 and units[-1].byte_range[1] == jsonl.stat().st_size
+    assert all(a.byte_range[1] == b.byte_range[0] for a, b in zip(units, units[1:], strict=False))
+    chunked = tmp_path / "chunked"
+    pipeline.run_ingest("cath", [jsonl], chunked, scheduler="synchronous", shard_rows=5)
+    assert _snapshot(chunked) == _snapshot(whole)
+    parts = shards.read_manifest(chunked)["parts"]
+    assert [p["rows"] for p in parts] == [5, 5, 2] and [p["boundary"] for p in parts] == [False, False, True]
+
+    # killed after the first part (mid-file): nothing can be kept, the file is redone whole
+    real_write = shards.write_parquet_atomic
+    calls = {"n": 0}
+
+    def dying_write(table, path, **kw):  # noqa: ANN001, ANN003
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_write(table, path, **kw)
+
+    killed = tmp_path / "killed"
+    monkeypatch.setattr(shards, "write_parquet_atomic", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_ingest("cath", [jsonl], killed, scheduler="synchronous", shard_rows=5)
+    monkeypatch.setattr(shards, "write_parquet_atomic", real_write)
+    assert len(shards.read_manifest(killed)["parts"]) == 1
+    summary = pipeline.run_ingest("cath", [jsonl], killed, scheduler="synchronous", shard_rows=5)
+    assert summary.kept_parts == 0 and _snapshot(killed) == _snapshot(whole)
