@@ -272,7 +272,7 @@ class Trainer:
         self.halt_low_total = int(state["tripwire"]["halt_total"])
         self.header = state.get("metrics_header")
         if int(state.get("world_size", 1)) == self.info.world_size:
-            restore_rng(state["rng"])
+            restore_rng(state.get("rng_by_rank", [state["rng"]] * self.info.world_size)[self.info.rank])
         else:
             log.warning("resuming with a different world size: RNG streams are reseeded")
             self._seed()
@@ -297,12 +297,19 @@ class Trainer:
             os.replace(tmp, self.metrics_path)
 
     def save(self, best: bool) -> None:
-        if not self.info.main:
-            return
-        state = self.state_dict()
-        atomic_save(state, self.ckpt_dir / "last.pt")
-        if best:
-            atomic_save(state, self.ckpt_dir / "best.pt")
+        rng = capture_rng()
+        if self.info.world_size > 1:  # every rank's streams, so a resumed job continues each of them
+            gathered: list[Any] = [None] * self.info.world_size
+            dist.all_gather_object(gathered, rng)
+        if self.info.main:
+            state = self.state_dict()
+            if self.info.world_size > 1:
+                state["rng_by_rank"] = gathered
+            atomic_save(state, self.ckpt_dir / "last.pt")
+            if best:
+                atomic_save(state, self.ckpt_dir / "best.pt")
+        if self.info.world_size > 1:  # no rank runs ahead of a checkpoint (e.g. into a resume)
+            dist.barrier()
 
     # ------------------------------------------------------------------ loop
 

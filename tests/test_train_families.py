@@ -217,7 +217,8 @@ def test_torchrun_two_cpu_processes_train_data_parallel(
     session_dir: Path, shared_data: Path, tmp_path: Path
 ) -> None:
     """The same command under ``torchrun --nproc_per_node=2`` (gloo on CPU): each rank takes half
-    of every epoch, gradients are averaged once per step, rank 0 alone writes the run folder."""
+    of every epoch, gradients are averaged once per step, rank 0 alone writes the run folder, and
+    an interrupted job resumed by a second torchrun reproduces the uninterrupted metrics."""
     import os
     import shutil
     import socket
@@ -253,6 +254,28 @@ def test_torchrun_two_cpu_processes_train_data_parallel(
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
     per_rank = math.ceil(config["n_train"] / 2)  # DistributedSampler pads to equal shares
     assert state["global_step"] == 2 * per_rank and state["world_size"] == 2
+    assert len(state["rng_by_rank"]) == 2
+
+    # pre-empted after epoch 1 and resumed (both in one second torchrun job, to pay its start-up
+    # once): the same metrics as the uninterrupted job
+    cut = tmp_path / "cut"
+    over = {s.split("=")[0]: s.split("=")[1] for s in FAST}
+    script = tmp_path / "cut_and_resume.py"
+    script.write_text(
+        "from ptk.pipelines.train import run_training\n"
+        f"run_training('qfitlatent', {str(data)!r}, {str(cut)!r}, size='tiny', epochs=2, device='cpu',"
+        f" overrides={{**{over!r}, 'halt_after': '1'}})\n"
+        f"run_training(None, None, {str(cut)!r}, resume=True, device='cpu')\n"
+    )
+    proc = subprocess.run(
+        [*cmd[:3], str(script)], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(json.loads((cut / "config.json").read_text())["resumed_at"]) == 1
+    for a, b in zip(rows, read_metrics(cut), strict=True):
+        assert {k: v for k, v in a.items() if k != "wall_time_s"} == {
+            k: v for k, v in b.items() if k != "wall_time_s"
+        }
 
 
 def test_every_registry_version_trains_an_epoch(session_dir: Path, shared_data: Path, tmp_path: Path) -> None:
