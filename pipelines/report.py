@@ -136,8 +136,9 @@ def chi_panels(run: Any, n_residues: int = 3, n_draws: int = 400) -> tuple[list[
             pred_mask.append(dmask[valid].expand(n_draws, -1, -1).reshape(-1, 4).numpy())
             both = cmask[..., 0] & cmask[..., 1] & alt
             for r in torch.nonzero(valid & (both.sum(-1) >= 2)).flatten().tolist():
-                singles.append((int(both[r].sum()), f"{batch['id'][0]} {_resname(int(batch['aatype'][0, r]))}"
-                                f"{r + 1}", chi[r][both[r]].numpy(), cmask[r][both[r]].numpy(),
+                resnum = int(batch["resnum"][0, r]) if "resnum" in batch else r + 1
+                label = f"{batch['id'][0]} {_resname(int(batch['aatype'][0, r]))}{resnum}"
+                singles.append((int(both[r].sum()), label, chi[r][both[r]].numpy(), cmask[r][both[r]].numpy(),
                                 draws[:, r].numpy()))  # fmt: skip
     if not obs_chi:
         return [], "no validation residue with at least two conformers and a defined χ"

@@ -540,7 +540,10 @@ def _training_table(page: _Page, run: Run) -> None:
         "wall_time_s",
         "status",
     ]
-    columns = [c for c in columns if c in frame]
+    keep_empty = set(ddim) if run.family in DIFFUSION_FAMILIES else set()
+    columns = [
+        c for c in columns if c in frame and (c in keep_empty or c == "status" or frame[c].notna().any())
+    ]
     groups = {c: "val" for c in val_cols} | {c: "train" for c in train_cols} | {c: "ddim" for c in ddim}
     header = []
     for c in columns:
@@ -794,7 +797,8 @@ def _structure_section(
     if run.family == "contact-classifier" and not contacts:
         parts.append(page.miss("contacts", "no contact predictions were computed for this run"))
     if parts:
-        page.add("structure", "Pseudo-Ramachandran and contact maps", "".join(parts))
+        title = "Pseudo-Ramachandran and contact maps" if run.family in DIFFUSION_FAMILIES else "Contact maps"
+        page.add("structure", title, "".join(parts))
 
 
 def _qfit_section(page: _Page, run: Run, chi_panels: Sequence[ChiPanel], note: str | None) -> None:
@@ -804,7 +808,11 @@ def _qfit_section(page: _Page, run: Run, chi_panels: Sequence[ChiPanel], note: s
         return
     parts = []
     frame = run.metrics
-    acc_cols = [c for c in (f"val_chi_acc_{d}" for d in range(1, 5)) if frame is not None and c in frame]
+    acc_cols = [
+        c
+        for c in (f"val_chi_acc_{d}" for d in range(1, 5))
+        if frame is not None and c in frame and frame[c].notna().any()
+    ]
     if frame is not None and len(frame):
         best = run.best_row if run.best_row is not None else frame.iloc[-1]
         header = ["", "val NLL"] + [f"χ{c[-1]} accuracy" for c in acc_cols]
