@@ -13,7 +13,9 @@ times under new domain-style names, so every copy is its own row), then for each
 
 Prints chains/s, atoms/s (heavy atoms that reached the shards; bare read: atom sites), the ratio
 ingest/bare (the figure; target ≥ 0.5 per worker), and the 1 → 2 worker scaling. Torch runs one
-thread per worker. Numbers depend on the machine's load; the run prints ``os.getloadavg()``.
+thread per worker. Wall-clock rates depend on the machine's load (the run prints
+``os.getloadavg()``), so CPU seconds per file are printed too: worker processes, and the
+driver process (hashing, Parquet writing, and the local cluster's scheduler) separately.
 """
 
 from __future__ import annotations
@@ -44,23 +46,26 @@ def make_inputs(data: Path, copies: int, dest: Path) -> list[Path]:
     return paths
 
 
-def _bare(paths: list[str]) -> int:
+def _bare(paths: list[str]) -> tuple[int, float]:
+    cpu = time.process_time()
     atoms = 0
     for p in paths:
         atoms += gemmi.read_structure(p, format=gemmi.CoorFormat.Pdb)[0].count_atom_sites()
-    return atoms
+    return atoms, time.process_time() - cpu
 
 
-def bare_read(paths: list[Path], workers: int) -> tuple[float, int]:
+def bare_read(paths: list[Path], workers: int) -> tuple[float, int, float]:
+    """(wall seconds, atom sites, CPU seconds summed over the processes)."""
     chunks = [[str(p) for p in paths[i::workers]] for i in range(workers)]
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(_bare, [c[:5] for c in chunks]))  # start processes, warm imports
         start = time.perf_counter()
-        atoms = sum(pool.map(_bare, chunks))
-        return time.perf_counter() - start, atoms
+        results = list(pool.map(_bare, chunks))
+        return time.perf_counter() - start, sum(a for a, _ in results), sum(c for _, c in results)
 
 
-def ingest_steady(paths_dir: Path, out: Path, workers: int) -> tuple[float, int, int]:
+def ingest_steady(paths_dir: Path, out: Path, workers: int) -> tuple[float, int, int, float, float]:
+    """(wall s, chains, atoms, worker CPU s, driver+scheduler CPU s) of a run on a started cluster."""
     import logging
 
     from distributed import Client, LocalCluster
@@ -81,11 +86,17 @@ def ingest_steady(paths_dir: Path, out: Path, workers: int) -> tuple[float, int,
             run_ingest(
                 "cath", [next(paths_dir.iterdir())], warm, scheduler=cluster.scheduler_address, progress=False
             )
+            cpu0 = client.run(time.process_time)
+            driver0 = time.process_time()
             start = time.perf_counter()
             summary = run_ingest(
                 "cath", [paths_dir], out, scheduler=cluster.scheduler_address, progress=False
             )
-            return time.perf_counter() - start, summary.processed_rows, summary.processed_atoms
+            wall = time.perf_counter() - start
+            driver = time.process_time() - driver0
+            cpu1 = client.run(time.process_time)
+            worker_cpu = sum(cpu1[w] - cpu0[w] for w in cpu0)
+            return wall, summary.processed_rows, summary.processed_atoms, worker_cpu, driver
 
 
 def ingest_cli(paths_dir: Path, out: Path, workers: int) -> float:
@@ -117,8 +128,14 @@ def main() -> None:
         )
         rates = {}
         for w in args.workers:
-            bare_s, sites = bare_read(paths, w)
-            ing_s, chains, atoms = ingest_steady(inputs, tmp / f"steady{w}", w)
+            bare_s, sites, bare_cpu = bare_read(paths, w)
+            ing_s, chains, atoms, worker_cpu, driver_cpu = ingest_steady(inputs, tmp / f"steady{w}", w)
+            per_file = 1e3 / len(paths)
+            print(
+                f"workers {w}: CPU per file: bare read {bare_cpu * per_file:.2f} ms, ingest workers "
+                f"{worker_cpu * per_file:.2f} ms + driver/scheduler {driver_cpu * per_file:.2f} ms "
+                f"(CPU ratio bare/ingest-worker {bare_cpu / worker_cpu:.3f})"
+            )
             line = (
                 f"workers {w}: bare read {len(paths) / bare_s:8.1f} files/s {sites / bare_s:10.0f} atoms/s | "
                 f"ingest {chains / ing_s:7.1f} chains/s {atoms / ing_s:9.0f} atoms/s | "
