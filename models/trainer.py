@@ -217,7 +217,7 @@ class Trainer:
         self.halted: str | None = None
         self.header: list[str] | None = None
         if resume:
-            self._load(self.ckpt_dir / "last.pt")
+            self._load(*self._resume_checkpoint())
         else:
             self._seed()
             if self.info.world_size > 1:  # every rank starts from rank 0's weights
@@ -257,8 +257,22 @@ class Trainer:
             "world_size": self.info.world_size,
         }
 
-    def _load(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
+    def _resume_checkpoint(self) -> tuple[Path, dict[str, Any]]:
+        """``last.pt``, or ``best.pt`` when ``last.pt`` is missing or unreadable (atomic saves
+        make that a damaged disk, not a killed process; the run then resumes from the best epoch
+        and its later metrics rows are dropped)."""
+        from ptk.errors import PtkError
+
+        last, best = self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt"
+        try:
+            return last, load_checkpoint(last, map_location=self.device)
+        except PtkError as exc:
+            if not best.is_file():
+                raise
+            log.warning("%s; resuming from %s instead", exc, best)
+            return best, load_checkpoint(best, map_location=self.device)
+
+    def _load(self, path: Path, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -171,7 +171,7 @@ def run_training(
     overrides = dict(overrides or {})
     config_path = run_dir / "config.json"
     if resume:
-        if not (run_dir / "checkpoints" / "last.pt").is_file():
+        if not any((run_dir / "checkpoints" / f).is_file() for f in ("last.pt", "best.pt")):
             raise PtkError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
         saved = json.loads(config_path.read_text())
         if version is not None and version != saved["version"]:

@@ -339,3 +339,11 @@ def test_early_stopping_patience(tmp_path: Path) -> None:
     assert summary["halted"] == "early stop" and summary["best_epoch"] == 1
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     assert best["epoch"] == 1 and load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 3
+
+
+def test_resume_falls_back_to_best_when_last_is_unreadable(tmp_path: Path) -> None:
+    _run(tmp_path, _cfg(epochs=3, halt_after=2), _WorseningTask())  # best = epoch 1, last = epoch 2
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"PK\x03\x04 damaged")
+    trainer, _ = _run(tmp_path, _cfg(epochs=3, patience=5), _WorseningTask(), resume=True)
+    assert [r["epoch"] for r in _rows(tmp_path)] == ["1", "2", "3"]  # epoch 2 rerun from epoch 1's state
+    assert trainer.epoch == 3 and load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 3
