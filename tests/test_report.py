@@ -192,3 +192,22 @@ def test_report_in_headless_chromium(v13_report: tuple[Path, str], report_runs: 
     assert pixels.shape[1] == 1280
     assert pixels.std() > 10  # not a blank page
     assert len(np.unique(pixels)) > 50
+
+
+def test_loss_curves_overlay_ancestors_with_runs(report_runs: Path, tmp_path: Path) -> None:
+    # a second run labelled v12b (v13's parent) in a folder of another name: overlaid and compared
+    runs = tmp_path / "runs"
+    shutil.copytree(report_runs / "v13", runs / "v13", ignore=shutil.ignore_patterns("*.pt"))
+    shutil.copytree(
+        report_runs / "v13", runs / "older" / "b30", ignore=shutil.ignore_patterns("*.pt", "samples")
+    )
+    config_path = runs / "older" / "b30" / "config.json"
+    config = json.loads(config_path.read_text())
+    config.update(version="v12b", parent="v12")
+    config_path.write_text(json.dumps(config))
+    _ptk("report", "--version", "v13", "--runs", str(runs), "--out", str(tmp_path / "r"))
+    text = (tmp_path / "r" / "index.html").read_text()
+    note = re.search(r"Ancestors without a run under .*?: ([^.]*)\.", text).group(1)
+    assert "v12b" not in note and "v12" in note
+    compare = re.search(r'<table class="data compare">(.*?)</table>', text, re.S).group(1)
+    assert "<strong>v12b</strong>" in compare and "<strong>v13</strong>" in compare
