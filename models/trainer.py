@@ -429,20 +429,27 @@ class Trainer:
                 loss.float().backward()
                 grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
                 # a finite loss can still give inf/NaN gradients (fp16/bf16 overflow): check them too
-                finite = bool(
-                    torch.isfinite(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]).sum())
-                )
+                finite = bool(torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()))
                 ok = self._all_true(finite)
             if ok:
                 if acc is None:
-                    acc = [g.detach().clone().float() for g in grads]
+                    # the gradients themselves become the accumulator: zero_grad(set_to_none)
+                    # below only drops the parameters' references to them (no copy)
+                    acc = [g.detach() if g.dtype == torch.float32 else g.detach().float() for g in grads]
                 else:
                     torch._foreach_add_(acc, [g.float() for g in grads])
                 n_good += 1
                 size = float(batch["length"].shape[0]) if "length" in batch else 1.0
-                terms.add("loss", float(loss.detach()), size)
-                for name, value in parts.items():
-                    terms.add(name, float(value), size)
+                # one device sync for the loss and all its terms
+                values = torch.stack(
+                    [loss.detach().float()]
+                    + [
+                        torch.as_tensor(v, device=loss.device).detach().float().reshape(())
+                        for v in parts.values()
+                    ]
+                )
+                for name, value in zip(["loss", *parts], values.tolist(), strict=True):
+                    terms.add(name, value, size)
             else:
                 skipped += 1
                 log.warning("epoch %d batch %d: non-finite loss or gradient, batch skipped", epoch, i)
@@ -488,8 +495,9 @@ class Trainer:
             flat = torch._utils._flatten_dense_tensors(acc)
             dist.all_reduce(flat)
             acc = list(torch._utils._unflatten_dense_tensors(flat, acc))
+        torch._foreach_div_(acc, n_total)
         for p, g in zip(params, acc, strict=True):
-            p.grad = (g / n_total).to(p.dtype)
+            p.grad = g if g.dtype == p.dtype else g.to(p.dtype)
 
         if cfg.tripwire_module:
             norm = module_grad_norm(self.model, cfg.tripwire_module)
