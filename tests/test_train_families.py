@@ -309,3 +309,22 @@ def test_cuda_bf16_training(session_dir: Path, shared_data: Path, tmp_path: Path
     rows = read_metrics(out)
     assert all(r["skipped_batches"] == "0" for r in rows) and float(rows[1]["ddim_tm"]) > 0
     assert json.loads((out / "config.json").read_text())["device"].startswith("cuda")
+
+
+def test_warm_start_from_the_parent_run(session_dir: Path, shared_data: Path, tmp_path: Path) -> None:
+    """v14 initialises from a v13 run (the page: strict=False; the new backbone head from scratch)."""
+    from ptk.models.tasks import get_task, load_partial
+
+    parent = trained_run(session_dir, shared_data, "v13")
+    data = ingest_cached(session_dir, shared_data, "cath")
+    out = tmp_path / "v14"
+    main(train_args("v14", data, out, "--set", f"init_checkpoint={parent}", "--set", "halt_after=1"))
+    log = (out / "train.log").read_text()
+    loaded, total = map(int, log.split("warm start: ")[1].split(" tensors")[0].split("/"))
+    assert 0 < loaded < total  # shared modules loaded, the v14-only head not
+    ema = torch.load(parent / "checkpoints" / "best.pt", weights_only=False)["ema"]["module"]
+    model = get_task("v14", "tiny", {"max_length": 32}).build_model()
+    load_partial(model, ema)
+    own = model.state_dict()
+    same = [k for k in ema if k in own and own[k].shape == ema[k].shape]
+    assert len(same) == loaded and all(torch.equal(own[k], ema[k]) for k in same)
