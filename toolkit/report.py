@@ -529,16 +529,19 @@ def _training_table(page: _Page, run: Run) -> None:
     ddim = [c for c in ("ddim_tm", "ddim_rmsd", "ddim_gdt_ts") if c in frame]
     fixed = {"epoch", "status", "lr", "skipped_batches", "wall_time_s", *val_cols, *train_cols, *ddim}
     extras = [c for c in frame.columns if c not in fixed]
+    # the columns read first stay in view: totals, DDIM scores and the status, then the terms
+    totals = [c for c in ("val_loss", "train_loss") if c in frame]
     columns = [
         "epoch",
-        *val_cols,
+        *totals,
         *ddim,
+        "status",
+        *[c for c in val_cols if c not in totals],
         *extras,
-        *train_cols,
+        *[c for c in train_cols if c not in totals],
         "lr",
         "skipped_batches",
         "wall_time_s",
-        "status",
     ]
     keep_empty = set(ddim) if run.family in DIFFUSION_FAMILIES else set()
     columns = [
@@ -556,7 +559,7 @@ def _training_table(page: _Page, run: Run) -> None:
             "skipped_batches": "skipped",
             "wall_time_s": "time (s)",
             "lr": "LR",
-        }.get(c, _pretty_name(c))
+        }.get(c, ("train " if c.startswith("train_") else "") + _pretty_name(c))
         group = groups.get(c, "")
         header.append(f'<span class="g-{group}">{_e(label)}</span>' if group else _e(label))
     best = run.best_index
@@ -585,8 +588,8 @@ def _training_table(page: _Page, run: Run) -> None:
         f"<p>{n} epoch{'s' if n != 1 else ''} logged in "
         f"<code>{_e(str(run.path / 'metrics.csv'))}</code>.{best_txt} "
         'Rows marked <span class="st-best">NEW BEST</span> improved the validation total (EMA weights); '
-        "<em>pat k</em> counts epochs since the best. Validation columns come first, then DDIM scores "
-        "(empty where not sampled), family metrics and the training columns.</p>"
+        "<em>pat k</em> counts epochs since the best. The totals, DDIM scores (empty where not sampled) and "
+        "the status come first, then every validation term, family metrics and every training term.</p>"
     )
     page.add("training", title, intro + _table(header, rows, classes, cls="data metrics"))
 
