@@ -1,0 +1,201 @@
+"""``ptk eval`` and ``ptk plot`` as a user runs them: real files in, tables and PNGs out, every
+unusable pair a row with its reason."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ptk.pipelines.cli import main
+
+PAIRS = ("1a1hA01_noise1.5", "1au7A02_hinge30", "2j7jA03_noise0.5")
+
+
+@pytest.fixture(scope="module")
+def reference(shared_data: Path) -> tuple[Path, dict]:
+    folder = shared_data / "eval_reference"
+    if not (folder / "reference.json").is_file():
+        pytest.skip("eval_reference not found")
+    return folder, json.loads((folder / "reference.json").read_text())
+
+
+@pytest.fixture()
+def folders(reference, tmp_path: Path) -> tuple[Path, Path]:
+    """pred/ and ref/ with three good pairs in mixed formats, plus every kind of bad pair."""
+    source, _ = reference
+    pred, ref = tmp_path / "pred", tmp_path / "ref"
+    pred.mkdir()
+    ref.mkdir()
+    for i, name in enumerate(PAIRS):
+        shutil.copy(source / "pred" / f"{name}.pdb.gz", pred / f"{name}.pdb.gz")
+        if i == 0:  # plain PDB on one side, gzipped on the other
+            (ref / f"{name}.pdb").write_bytes(
+                gzip.decompress((source / "ref" / f"{name}.pdb.gz").read_bytes())
+            )
+        else:
+            shutil.copy(source / "ref" / f"{name}.pdb.gz", ref / f"{name}.pdb.gz")
+    shutil.copy(source / "pred" / "1a04A02_noise0.5.pdb.gz", pred / "only_pred.pdb.gz")  # no partner
+    shutil.copy(source / "ref" / "1a04A02_noise0.5.pdb.gz", ref / "only_ref.pdb.gz")  # no partner
+    (pred / "broken.pdb").write_text("this is not a structure\n")
+    shutil.copy(source / "ref" / "1a04A02_noise0.5.pdb.gz", ref / "broken.pdb.gz")
+    # renumbered: no residue number in common with its reference
+    text = gzip.decompress((source / "pred" / "1fseB00_noise0.5.pdb.gz").read_bytes()).decode()
+    lines = [line[:22] + f"{int(line[22:26]) + 5000:4d}"[-4:] + line[26:] if line.startswith("ATOM") else line
+             for line in text.splitlines()]  # fmt: skip
+    (pred / "renumbered.pdb").write_text("\n".join(lines) + "\n")
+    shutil.copy(source / "ref" / "1fseB00_noise0.5.pdb.gz", ref / "renumbered.pdb.gz")
+    (pred / "notes.csv").write_text("not,a,structure\n")  # tables next to the samples are ignored
+    (pred / "ref").mkdir()  # so are folders
+    return pred, ref
+
+
+def test_eval_writes_one_row_per_pair_with_reasons(folders, reference, tmp_path: Path, capsys) -> None:
+    pred, ref = folders
+    _, values = reference
+    out = tmp_path / "scores.csv"
+    main(["eval", "--pred", str(pred), "--ref", str(ref), "--out", str(out)])
+    frame = pd.read_csv(out).set_index("name")
+    assert list(frame.columns) == [
+        "n_common",
+        "ref_length",
+        "rmsd",
+        "tm",
+        "gdt_ts",
+        "gdt_ha",
+        "lddt",
+        "error",
+    ]
+    assert sorted(frame.index) == sorted([*PAIRS, "only_pred", "only_ref", "broken", "renumbered"])
+    for name in PAIRS:
+        row = frame.loc[name]
+        assert pd.isna(row["error"])
+        assert row["tm"] == pytest.approx(values[name]["tm"], abs=1e-4)
+        assert row["gdt_ts"] == pytest.approx(values[name]["gdt_ts"], abs=1e-4)
+        assert row["rmsd"] == pytest.approx(values[name]["rmsd"], abs=1e-3)
+        assert row["n_common"] == values[name]["n_common"]
+        assert 0 < row["lddt"] <= 1
+    assert "no reference named only_pred" in frame.loc["only_pred", "error"]
+    assert "no prediction named only_ref" in frame.loc["only_ref", "error"]
+    assert "not a PDB or mmCIF file" in frame.loc["broken", "error"]
+    assert "no common residues" in frame.loc["renumbered", "error"]
+    assert frame.loc[["only_pred", "broken", "renumbered"], "tm"].isna().all()
+    printed = capsys.readouterr()
+    assert "3 of 7 pairs scored" in printed.out
+    assert "tm " in printed.out and "median" in printed.out
+    assert "not scored: broken" in printed.err
+
+
+def test_eval_parquet_with_tm_align(folders, tmp_path: Path) -> None:
+    pred, ref = folders
+    out = tmp_path / "scores.parquet"
+    main(["eval", "--pred", str(pred), "--ref", str(ref), "--out", str(out), "--align"])
+    frame = pd.read_parquet(out).set_index("name")
+    assert "tm_align" in frame.columns
+    good = frame.loc[list(PAIRS)]
+    assert good["tm_align"].between(0.2, 1.0).all()
+    # TM-align finds its own residue correspondence: at least as good as the numbered one up
+    # to its heuristics, here within 0.05
+    assert (good["tm_align"] >= good["tm"] - 0.05).all()
+
+
+def test_eval_refuses_bad_options(folders, tmp_path: Path, capsys) -> None:
+    pred, ref = folders
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--pred", str(pred), "--ref", str(ref), "--out", str(tmp_path / "scores.txt")])
+    assert exc.value.code == 1
+    assert ".csv or .parquet" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as exc:
+            main(
+                [
+                    "eval",
+                    "--pred",
+                    str(pred),
+                    "--ref",
+                    str(ref),
+                    "--out",
+                    str(tmp_path / "s.csv"),
+                    "--device",
+                    "cuda",
+                ]
+            )
+        assert exc.value.code == 1
+        assert "no CUDA device" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(
+            ["eval", "--pred", str(tmp_path / "missing"), "--ref", str(ref), "--out", str(tmp_path / "s.csv")]
+        )
+    assert exc.value.code == 2
+
+
+def test_plot_commands_write_pngs(reference, dompdb_files: list[Path], tmp_path: Path) -> None:
+    source, _ = reference
+    rama = tmp_path / "rama.png"
+    main(
+        [
+            "plot",
+            "rama",
+            "--ref",
+            str(source / "ref"),
+            "--panel",
+            f"perturbed={source / 'pred'}",
+            "--out",
+            str(rama),
+        ]
+    )
+    assert rama.stat().st_size > 10_000
+
+    # a run's samples folder: ref/, ddim/, x0/
+    samples = tmp_path / "epoch_001"
+    for sub, pattern in (
+        ("ref", "ref/*_noise0.5*"),
+        ("ddim", "pred/*_noise1.5*"),
+        ("x0", "pred/*_noise0.5*"),
+    ):
+        (samples / sub).mkdir(parents=True)
+        for path in sorted(source.glob(pattern))[:5]:
+            shutil.copy(path, samples / sub / path.name)
+    main(["plot", "rama", "--samples", str(samples), "--out", str(tmp_path / "samples.png")])
+    assert (tmp_path / "samples.png").stat().st_size > 10_000
+
+    contacts = tmp_path / "contacts.png"
+    pred = source / "pred" / "1o7iB00_noise1.5.pdb.gz"
+    main(["plot", "contacts", "--ref", str(source / "ref" / "1o7iB00_noise1.5.pdb.gz"), "--pred", str(pred),
+          "--out", str(contacts)])  # fmt: skip
+    assert contacts.stat().st_size > 10_000
+    probabilities = tmp_path / "prob.npy"
+    np.save(probabilities, np.full((114, 114), 0.25))
+    main(["plot", "contacts", "--ref", str(source / "ref" / "1o7iB00_noise1.5.pdb.gz"), "--pred",
+          str(probabilities), "--out", str(tmp_path / "flat.png")])  # fmt: skip
+    assert (tmp_path / "flat.png").is_file()
+
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [3.0, 2.0, 1.5], "val_loss": [3.2, 2.4, 2.0],
+                  "status": ["NEW BEST"] * 3}).to_csv(run / "metrics.csv", index=False)  # fmt: skip
+    main(["plot", "losses", str(run), str(run / "metrics.csv"), "--out", str(tmp_path / "losses.png")])
+    assert (tmp_path / "losses.png").stat().st_size > 10_000
+
+    chi = tmp_path / "chi.png"
+    main(["plot", "chi", "--panel", f"dompdb={dompdb_files[0].parent}", "--out", str(chi)])
+    assert chi.stat().st_size > 10_000
+
+
+def test_plot_refuses_bad_input(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["plot", "rama", "--out", str(tmp_path / "x.png")])
+    assert exc.value.code == 1
+    assert "nothing to plot" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["plot", "rama", "--panel", "no-equals-sign", "--out", str(tmp_path / "x.png")])
+    assert exc.value.code == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["plot", "losses", str(tmp_path), "--out", str(tmp_path / "x.jpg")])
+    assert exc.value.code == 1
