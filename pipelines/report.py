@@ -187,6 +187,12 @@ def write_report(
     runs_dir = Path(runs_dir)
     info = version_info(version)
     run = rep.pick_run(version, runs_dir)
+    if run is None:
+        from ptk.errors import unknown_choice
+        from ptk.models.tasks import list_versions
+
+        if version not in list_versions():
+            raise unknown_choice("version", version, list_versions())
     if out is None:
         out = run.path / "report" if run is not None else Path(f"report-{version}")
     contacts: list[Any] = []

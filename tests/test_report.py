@@ -122,6 +122,9 @@ def test_missing_pieces_are_named_with_commands(report_runs: Path, tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert f"ptk train --version v14 --data SHARDS --out {runs / 'v14'}" in result.output
     assert "no run of v14" in (tmp_path / "r14" / "index.html").read_text()
+    # a misspelt version is an error that lists the versions
+    result = CliRunner().invoke(cli, ["report", "--version", "v99", "--runs", str(runs)])
+    assert result.exit_code != 0 and "v13" in str(result.exception)
 
 
 # ---------------------------------------------------------------------------------------------
