@@ -34,8 +34,8 @@ def _ptk(*args: str) -> str:
 
 @pytest.fixture(scope="session")
 def report_runs(tmp_path_factory: pytest.TempPathFactory, dompdb_files: list[Path]) -> Path:
-    """A runs folder with a tiny v13 run (2 epochs, DDIM sampled each epoch) and a tiny
-    qfitlatent run, both from the real commands."""
+    """A runs folder with a tiny v13 run (2 epochs, DDIM sampled each epoch), a tiny qfitlatent
+    run and a one-epoch contact classifier, all from the real commands."""
     from ptk.datasets import sample_data_dir
 
     root = tmp_path_factory.mktemp("report")
@@ -45,6 +45,8 @@ def report_runs(tmp_path_factory: pytest.TempPathFactory, dompdb_files: list[Pat
     common = ["--size", "tiny", "--epochs", "2", "--device", "cpu"]
     _ptk("train", "--version", "v13", "--data", str(cath), "--out", str(runs / "v13"), *common)
     _ptk("train", "--version", "qfitlatent", "--data", str(qfit), "--out", str(runs / "qfit-try1"), *common)
+    one = ["--size", "tiny", "--epochs", "1", "--device", "cpu"]
+    _ptk("train", "--version", "contact-classifier", "--data", str(cath), "--out", str(runs / "cc"), *one)
     return runs
 
 
@@ -100,6 +102,14 @@ def test_qfitlatent_report_found_by_config_version(report_runs: Path, tmp_path: 
     assert "chi_density_0.png" in text and (tmp_path / "figures" / "chi_density_0.png").is_file()
     assert "DDIM evaluation" not in text  # not a diffusion model
     assert "missing:" not in output
+
+
+def test_contact_classifier_report_has_predicted_contact_maps(report_runs: Path, tmp_path: Path) -> None:
+    _ptk("report", "--version", "contact-classifier", "--runs", str(report_runs), "--out", str(tmp_path))
+    text = (tmp_path / "index.html").read_text()
+    assert "<h2>Contact maps</h2>" in text
+    assert (tmp_path / "figures" / "contact_map_0.png").is_file()
+    assert "contact recall" in text  # the family's validation metrics in the training table
 
 
 def test_missing_pieces_are_named_with_commands(report_runs: Path, tmp_path: Path) -> None:
