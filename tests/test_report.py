@@ -91,6 +91,7 @@ def test_training_table_has_one_row_per_epoch(v13_report: tuple[Path, str], repo
     best = metrics.index[metrics["status"] == "NEW BEST"]
     assert table.count('class="st-best">NEW BEST') == len(best)
     assert "overall-best" in table
+    assert "Sampled during training after epoch 2" in text  # the run's own latest sampling
 
 
 def test_qfitlatent_report_found_by_config_version(report_runs: Path, tmp_path: Path) -> None:
@@ -224,3 +225,4 @@ def test_loss_curves_overlay_ancestors_with_runs(report_runs: Path, tmp_path: Pa
     assert "v12b" not in note and "v12" in note
     compare = re.search(r'<table class="data compare">(.*?)</table>', text, re.S).group(1)
     assert "<strong>v12b</strong>" in compare and "<strong>v13</strong>" in compare
+    assert "the parent v12b's best validation total" in text

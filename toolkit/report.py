@@ -514,7 +514,36 @@ def _loss_columns(frame: Any) -> tuple[list[str], list[str]]:
     ) + train
 
 
-def _training_table(page: _Page, run: Run) -> None:
+def _highlights(run: Run, parent_run: Run | None) -> str:
+    """Two or three plain sentences on how the run went (the page's 'what happened')."""
+    frame = run.metrics
+    best = run.best_row
+    if frame is None or best is None or "val_loss" not in frame:
+        return ""
+    first = float(frame["val_loss"].iloc[0])
+    value = float(best["val_loss"])
+    out = [f"Best validation total {_fmt(value)} at epoch {int(best['epoch'])} of {len(frame)}"]
+    if int(best["epoch"]) > int(frame["epoch"].iloc[0]) and first > 0:
+        out[-1] += f", {100 * (first - value) / first:.0f}% below epoch {int(frame['epoch'].iloc[0])}"
+    last = str(frame["status"].iloc[-1]).strip() if "status" in frame else ""
+    if last.startswith("pat"):
+        out.append(f"the last epoch is at {_e(last)} (no improvement for {last.split()[-1]} epochs)")
+    elif "STOP" in last:
+        out.append("training stopped early (patience ran out)")
+    if "ddim_tm" in frame and frame["ddim_tm"].notna().any():
+        measured = frame[frame["ddim_tm"].notna()]
+        top = measured.loc[measured["ddim_tm"].idxmax()]
+        out.append(f"the best DDIM TM-score so far is {_fmt(top['ddim_tm'])} (epoch {int(top['epoch'])})")
+    if parent_run is not None and parent_run.best_row is not None and "val_loss" in parent_run.metrics:
+        theirs = parent_run.best_row["val_loss"]
+        out.append(
+            f"for reference, the parent {_e(parent_run.version)}'s best validation total is {_fmt(theirs)} "
+            f"(epoch {int(parent_run.best_row['epoch'])}, <code>{_e(str(parent_run.path))}</code>)"
+        )
+    return '<p class="highlights">' + "; ".join(out) + ".</p>"
+
+
+def _training_table(page: _Page, run: Run, runs_for_parent: Run | None = None) -> None:
     title = f"{_e(run.version)}: training progress"
     frame = run.metrics
     if frame is None or not len(frame):
@@ -584,7 +613,8 @@ def _training_table(page: _Page, run: Run) -> None:
         b = frame.loc[best]
         val = _fmt(b.get("val_loss"), "val_loss")
         best_txt = f" Best epoch: <strong>{int(b['epoch'])}</strong> (val total {val})."
-    intro = (
+    highlights = _highlights(run, runs_for_parent)
+    intro = highlights + (
         f"<p>{n} epoch{'s' if n != 1 else ''} logged in "
         f"<code>{_e(str(run.path / 'metrics.csv'))}</code>.{best_txt} "
         'Rows marked <span class="st-best">NEW BEST</span> improved the validation total (EMA weights); '
@@ -687,6 +717,15 @@ def _ddim_section(page: _Page, run: Run, sampling: Sampling | None) -> Any:
         "the EMA weights; <em>x0</em>: one-step x0 predictions from the noised reference.</p>",
         _table(["method", "metric", "n", "mean", "median", "min", "max"], rows, cls="data"),
     ]
+    train = run.config.get("train") or {}
+    if sampling.epoch is not None and "sample_steps" in train:
+        parts.insert(
+            1,
+            f'<p class="note">Sampled during training after epoch {sampling.epoch}: '
+            f"{_e(str(train.get('sample_steps')))} DDIM steps, η {_e(str(train.get('sample_eta')))}, "
+            f"guidance {_e(str(train.get('sample_guidance')))}, "
+            f"x0 from t = {_e(str(train.get('x0_t', 100)))}.</p>",
+        )
     fig = _metric_histograms(frame, [m for m in ("tm", "rmsd", "gdt_ts") if m in frame])
     if fig is not None:
         parts.append(
@@ -964,7 +1003,9 @@ def build_report(
         )
     else:
         _version_card(page, run, info)
-        _training_table(page, run)
+        parent = run.config.get("parent") or (info.parent if info else None)
+        parent_run = pick_run(parent, runs_dir, runs) if parent else None
+        _training_table(page, run, parent_run)
         _loss_curves(page, run, info, runs, runs_dir)
         sampling = latest_samples(run)
         _ddim_section(page, run, sampling)
