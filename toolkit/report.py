@@ -444,6 +444,8 @@ def _architecture(model: Mapping[str, Any]) -> str:
         )
         return f'<span class="kv">{text}</span>{nested}'
 
+    if isinstance(model.get("model"), Mapping):  # a version config: its model blocks sit under "model"
+        model = {**model["model"], **{k: v for k, v in model.items() if k != "model"}}
     blocks = [(k, v) for k, v in model.items() if isinstance(v, Mapping) and k not in _NOT_ARCHITECTURE]
     loose = {k: v for k, v in model.items() if not isinstance(v, Mapping) and k not in _META}
     out = "".join(f'<div class="block"><strong>{_e(str(k))}</strong>: {line(v)}</div>' for k, v in blocks)
