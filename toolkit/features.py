@@ -52,7 +52,7 @@ from ptk.residues import (
     UNK_INDEX,
     sequence_to_aatype,
 )
-from ptk.structure import Chain, read_chains
+from ptk.structure import Chain, read_chains, read_file_bytes
 
 __all__ = [
     "CONTACT_CUTOFF",
@@ -584,7 +584,7 @@ def cath_file_rows(
     p = Path(path)
     result = FileResult(str(path), None)
     try:
-        raw = _read_head(p)
+        raw = read_file_bytes(p, limit=64)
     except StructureError as exc:
         result.rejects.append(_reject(str(path), None, "read", exc))
         return result
@@ -643,18 +643,6 @@ def _label(
         cath_topology=t,
         cath_homology=h,
     )
-
-
-def _read_head(path: Path) -> bytes:
-    try:
-        with path.open("rb") as fh:
-            return fh.read(64)
-    except FileNotFoundError as exc:
-        raise StructureError(path, "no such file") from exc
-    except IsADirectoryError as exc:
-        raise StructureError(path, "is a directory, not a structure file") from exc
-    except OSError as exc:
-        raise StructureError(path, f"cannot be read ({exc.strerror})") from exc
 
 
 def read_backbone_json(

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import gemmi
 import numpy as np
+
 from ptk.errors import StructureError
 from ptk.residues import ATOM37_INDEX, NUM_ATOMS, RESTYPES_3, THREE_TO_ONE, restype_index
 
@@ -34,6 +35,7 @@ __all__ = [
     "parent_residue",
     "read_structure",
     "read_chains",
+    "read_file_bytes",
 ]
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -162,9 +164,12 @@ def parent_residue(name: str) -> str | None:
 _RENAMED_ATOMS = {("MSE", "SE"): "SD"}
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_file_bytes(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of ``path`` (the first ``limit`` only, when given); a StructureError naming the
+    file for a missing path, a directory or an unreadable file."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as fh:
+            raw = fh.read() if limit is None else fh.read(limit)
     except FileNotFoundError as exc:
         raise StructureError(path, "no such file") from exc
     except IsADirectoryError as exc:
@@ -373,7 +378,7 @@ def read_structure(path: str | PathLike[str]) -> tuple[gemmi.Structure, str]:
         StructureError: missing, empty, binary, truncated or unparseable file.
     """
     path = Path(path)
-    raw = _read_bytes(path)
+    raw = read_file_bytes(path)
     digest = hashlib.sha256(raw).hexdigest()
     structure = _parse(path, _decompress(path, raw))
     return structure, digest
