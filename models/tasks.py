@@ -41,6 +41,9 @@ __all__ = [
 
 log = logging.getLogger("ptk.train")
 
+#: An epoch past every loss-weight anneal of the Mini-Fold recipes (validation weights).
+_ANNEALED_EPOCH = 10**6
+
 
 # ---------------------------------------------------------------------------------------------
 # nested config dicts and --set
@@ -475,7 +478,13 @@ class MiniFoldTask(Task):
         return self._mf.build_model(self.version_config)
 
     def loss(self, model, batch, *, epoch, step, training, generator=None):
-        return self._mf.training_step_loss(model, batch, self.version_config, epoch, generator=generator)
+        # Validation weighs the terms as at the end of the anneals (bond β(e), v14's backbone
+        # ramp): with epoch-dependent weights the validation total would grow with the epoch by
+        # construction, and early stopping / best.pt would always favour the first epochs.
+        weight_epoch = epoch if training else _ANNEALED_EPOCH
+        return self._mf.training_step_loss(
+            model, batch, self.version_config, weight_epoch, generator=generator
+        )
 
     def extras(self, model, batch):
         """Stage-1 table metrics over the whole validation set: class and architecture accuracy
