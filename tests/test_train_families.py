@@ -328,3 +328,37 @@ def test_warm_start_from_the_parent_run(session_dir: Path, shared_data: Path, tm
     own = model.state_dict()
     same = [k for k in ema if k in own and own[k].shape == ema[k].shape]
     assert len(same) == loaded and all(torch.equal(own[k], ema[k]) for k in same)
+
+
+def test_minifold_validation_weights_do_not_depend_on_the_epoch(session_dir: Path, shared_data: Path) -> None:
+    """Training weighs the bond term by the annealed β(e); validation uses the end-of-anneal weights,
+    so the same weights give the same validation total at epoch 1 and epoch 8 (a comparable
+    early-stopping criterion), while the training total differs."""
+    from ptk.models.tasks import get_task
+
+    task = get_task("v13", "tiny", {"max_length": 16})
+    dataset = task.dataset(
+        ingest_cached(session_dir, shared_data, "cath"), max_length=16, crop="first", seed=0
+    )
+    batch = task.collate([dataset[i] for i in range(2)])
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+
+    def total(epoch: int, training: bool) -> tuple[float, float]:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            loss, terms = task.loss(
+                model,
+                batch,
+                epoch=epoch,
+                step=0,
+                training=training,
+                generator=torch.Generator().manual_seed(0),
+            )
+        return float(loss), float(terms["bond_weight"])
+
+    (val_1, w_val_1), (val_8, w_val_8) = total(1, False), total(8, False)
+    (train_1, w_train_1), (train_8, w_train_8) = total(1, True), total(8, True)
+    assert w_val_1 == w_val_8 > w_train_8 > w_train_1
+    assert val_1 == pytest.approx(val_8, rel=1e-6)
+    assert train_1 != pytest.approx(train_8, rel=1e-6)
