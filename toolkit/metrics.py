@@ -38,9 +38,9 @@ The batched search keeps the program's result exactly while skipping work it wou
 refinement step depends only on the kept set, so identical kept sets (across seeds, and across
 steps, where the earlier one has at least as many iterations left) are refined once. Kept sets
 are compared by two exact integer hashes. Superpositions come from :func:`ptk.geometry.kabsch`
-(fed with each set's cross-covariance, computed from summed per-residue moments by matrix
-products), and distances of all residues under all superpositions from one matrix product per
-group of pairs.
+(its vectorised ``qcp`` method, fed with each set's cross-covariance, computed from summed
+per-residue moments by matrix products), and distances of all residues under all superpositions
+from one matrix product per group of pairs (on CPU, per block of pairs that stays in cache).
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ _L_INI_MIN = 4  # TMscore.f L_ini_min
 _STATS = 17  # per-residue moment features (see _features)
 _HASH_MAX = 2.0**52  # hash sums stay exact integers in float64 below this
 _FAR = 1e30  # squared distance given to padding residues
+_CPU_BLOCK = 2**20  # residues × states scored at once on CPU (8 MB of float64 distances)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ def _superpose_from_moments(stats: Tensor) -> tuple[Tensor, Tensor]:
     eye = torch.eye(3, dtype=stats.dtype, device=stats.device)
     mobile = torch.cat([eye, -eye]).expand(stats.shape[0], 6, 3)
     half = cov.transpose(-1, -2) / 2  # row k = column k of C, halved
-    rot, _ = G.kabsch(mobile, torch.cat([half, -half], dim=-2))
+    rot, _ = G.kabsch(mobile, torch.cat([half, -half], dim=-2), method="qcp")
     x_mean, y_mean = sum_x / count[:, None], sum_y / count[:, None]
     trans = y_mean - (rot @ x_mean[..., None])[..., 0]
     return rot, trans
@@ -221,57 +222,59 @@ def _score_states(
     n_cuts = cuts.shape[1]
     out = stats.new_empty(stats.shape[0], n_cuts, stats.shape[1])
     cutoffs_sq = torch.tensor(GDT_CUTOFFS, dtype=stats.dtype, device=stats.device) ** 2
-    n_bins = len(GDT_CUTOFFS) + 1
     want_tm, want_gdt = bool(tm_on.any()), bool(gdt_on.any())
     for value in torch.unique(bucket).tolist():
         if value < 0:
             continue
-        pairs = torch.nonzero(bucket == value)[:, 0]
-        rank = torch.full((n_pairs,), -1, dtype=torch.long, device=pair.device)
-        rank[pairs] = torch.arange(pairs.shape[0], device=pair.device)
-        sel = torch.nonzero(rank[pair] >= 0)[:, 0]
-        r, p = rank[pair[sel]], position[sel]
-        width = int(counts[pairs].max())
-        length = int(chunk.n[pairs].max())
-        coef_pad = stats.new_zeros(pairs.shape[0], width, _STATS)
-        coef_pad[r, p] = coef[sel]
-        cut_pad = stats.new_zeros(pairs.shape[0], n_cuts, width)
-        cut_pad[r, :, p] = cuts[sel]
-        real = torch.zeros(pairs.shape[0], width, dtype=torch.bool, device=pair.device)
-        real[r, p] = True
-        f = chunk.f[pairs, :length]
-        # Squared distances of every residue under every superposition; padding rows carry a
-        # huge |x|² feature, so they are never within a cutoff and add nothing to TM.
-        dist_sq = torch.bmm(f[..., :_STATS], coef_pad.transpose(1, 2))  # [P, N, width]
-        if want_tm:
-            tm = torch.mul(dist_sq, chunk.inv_d0sq[pairs, None, None]).add_(1.0).reciprocal_().sum(1)
-            tm = tm[r, p] / chunk.norm[pair[sel]]
-            chunk.best_tm.scatter_reduce_(0, pair[sel], torch.where(tm_on[sel], tm, -1.0), "amax")
-        if want_gdt:
-            # GDT: bin each distance (strictly below a cutoff), count bins per state, accumulate.
-            bins = torch.bucketize(dist_sq, cutoffs_sq, right=True)  # [P, N, width] in 0..5
-            column = torch.arange(pairs.shape[0] * width, device=pair.device).view(pairs.shape[0], 1, width)
-            hist = torch.bincount(
-                (bins + column * n_bins).flatten(), minlength=pairs.shape[0] * width * n_bins
-            )
-            gdt = hist.view(pairs.shape[0], width, n_bins)[r, p, :-1].cumsum(-1)
-            gdt = torch.where(gdt_on[sel, None], gdt, -1)
-            chunk.best_counts.scatter_reduce_(0, pair[sel, None].expand_as(gdt), gdt, "amax")
-        for k in range(n_cuts):
-            threshold = cut_pad[:, k]  # [P, width]
-            kept = (dist_sq < (threshold * threshold)[:, None, :]).to(f.dtype)
-            moments = torch.bmm(kept.transpose(1, 2), f)  # [P, width, 19]
-            # While fewer than 3 residues are kept (of more than 3), grow the distance by 0.5 Å.
-            few = (moments[..., 16] < 3) & (chunk.n[pairs] > 3)[:, None] & real
-            if bool(few.any()):
-                p_idx, s_idx = torch.nonzero(few, as_tuple=True)
-                column_sq = dist_sq[p_idx, :, s_idx]  # [F, N]
-                third = column_sq.kthvalue(3, dim=1).values.clamp(min=0.0).sqrt()
-                base = threshold[p_idx, s_idx]
-                grown = base + 0.5 * (torch.floor((third - base) / 0.5) + 1)
-                grown_kept = (column_sq < (grown * grown)[:, None]).to(f.dtype)
-                moments[p_idx, s_idx] = torch.bmm(grown_kept[:, None, :], f[p_idx])[:, 0]
-            out[sel, k] = moments[r, p]
+        pairs_all = torch.nonzero(bucket == value)[:, 0]
+        # On CPU, blocks of pairs whose [P, N, width] distances stay in cache (memory-bound
+        # passes otherwise); on a GPU the whole group at once.
+        per_pair = int(2**value) * int(chunk.n[pairs_all].max())
+        block = pairs_all.shape[0] if stats.device.type != "cpu" else max(1, _CPU_BLOCK // per_pair)
+        for pairs in pairs_all.split(block):
+            rank = torch.full((n_pairs,), -1, dtype=torch.long, device=pair.device)
+            rank[pairs] = torch.arange(pairs.shape[0], device=pair.device)
+            sel = torch.nonzero(rank[pair] >= 0)[:, 0]
+            r, p = rank[pair[sel]], position[sel]
+            width = int(counts[pairs].max())
+            length = int(chunk.n[pairs].max())
+            coef_pad = stats.new_zeros(pairs.shape[0], _STATS, width)  # transposed: a faster bmm
+            coef_pad[r, :, p] = coef[sel]
+            cut_pad = stats.new_zeros(pairs.shape[0], n_cuts, width)
+            cut_pad[r, :, p] = cuts[sel]
+            real = torch.zeros(pairs.shape[0], width, dtype=torch.bool, device=pair.device)
+            real[r, p] = True
+            f = chunk.f[pairs, :length]
+            # Squared distances of every residue under every superposition; padding rows carry a
+            # huge |x|² feature, so they are never within a cutoff and add nothing to TM.
+            dist_sq = torch.bmm(f[..., :_STATS], coef_pad)  # [P, N, width]
+            if want_tm:
+                tm = torch.mul(dist_sq, chunk.inv_d0sq[pairs, None, None]).add_(1.0).reciprocal_().sum(1)
+                tm = tm[r, p] / chunk.norm[pair[sel]]
+                chunk.best_tm.scatter_reduce_(0, pair[sel], torch.where(tm_on[sel], tm, -1.0), "amax")
+            if want_gdt:
+                # GDT: residues strictly below each cutoff, per state.
+                # (float indicators: their sums over residues are faster than bool ones, and exact)
+                hit = torch.empty_like(dist_sq)
+                below = [torch.lt(dist_sq, c, out=hit).sum(1) for c in cutoffs_sq.tolist()]
+                gdt = torch.stack(below, -1)[r, p].to(torch.int64)  # [states, 5]
+                gdt = torch.where(gdt_on[sel, None], gdt, -1)
+                chunk.best_counts.scatter_reduce_(0, pair[sel, None].expand_as(gdt), gdt, "amax")
+            for k in range(n_cuts):
+                threshold = cut_pad[:, k]  # [P, width]
+                kept = torch.lt(dist_sq, (threshold * threshold)[:, None, :], out=torch.empty_like(dist_sq))
+                moments = torch.bmm(kept.transpose(1, 2), f)  # [P, width, 19]
+                # While fewer than 3 residues are kept (of more than 3), grow the distance by 0.5 Å.
+                few = (moments[..., 16] < 3) & (chunk.n[pairs] > 3)[:, None] & real
+                if bool(few.any()):
+                    p_idx, s_idx = torch.nonzero(few, as_tuple=True)
+                    column_sq = dist_sq[p_idx, :, s_idx]  # [F, N]
+                    third = column_sq.kthvalue(3, dim=1).values.clamp(min=0.0).sqrt()
+                    base = threshold[p_idx, s_idx]
+                    grown = base + 0.5 * (torch.floor((third - base) / 0.5) + 1)
+                    grown_kept = (column_sq < (grown * grown)[:, None]).to(f.dtype)
+                    moments[p_idx, s_idx] = torch.bmm(grown_kept[:, None, :], f[p_idx])[:, 0]
+                out[sel, k] = moments[r, p]
     result = torch.empty_like(out)
     result[order] = out
     return result
@@ -323,10 +326,12 @@ def _search_chunk(chunk: _Chunk, n_list: list[int], seed_step: int = 1) -> None:
         unique, inverse = torch.unique(keys, return_inverse=True)
         first = torch.full((unique.shape[0],), keys.shape[0], dtype=torch.long, device=device)
         first.scatter_reduce_(0, inverse, torch.arange(keys.shape[0], device=device), "amin")
-        first = first[~torch.isin(unique, visited)]
+        if visited.numel():  # visited is kept sorted: a binary search instead of isin
+            pos = torch.searchsorted(visited, unique).clamp(max=visited.shape[0] - 1)
+            first = first[visited[pos] != unique]
         if first.numel() == 0:
             break
-        visited = torch.cat([visited, keys[first]])
+        visited = torch.sort(torch.cat([visited, keys[first]])).values
         pair, stats, stage = pair[first], stats[first], stage[first]
         # Refine: superpose on the kept set, score, keep residues within the refinement distance.
         # The stages are scored apart: stage 0 needs only GDT counts, stage 1 mostly TM.
@@ -570,7 +575,11 @@ def score_batch(
         return out
 
 
-def _chunked_lddt(pred: Tensor, ref: Tensor, mask: Tensor, ref_mask: Tensor, budget: int = 2**24) -> Tensor:
+def _chunked_lddt(
+    pred: Tensor, ref: Tensor, mask: Tensor, ref_mask: Tensor, budget: int | None = None
+) -> Tensor:
+    # On CPU small chunks (8 MB per [n, n] float64 intermediate) stay in cache: 3× faster.
+    budget = budget if budget is not None else 2**20 if pred.device.type == "cpu" else 2**24
     n = max(pred.shape[-2], 1)
     step = max(1, budget // (n * n))
     return torch.cat([
