@@ -198,6 +198,11 @@ class _Chunk:
     best_tm: Tensor  # [B]
     best_counts: Tensor  # [B, 5]
 
+    def __post_init__(self) -> None:
+        # Contiguous copies for the two batched products (2× faster than strided operands).
+        self.f_coef = self.f[..., :_STATS].contiguous()  # [B, N, 17]
+        self.f_t = self.f.transpose(1, 2).contiguous()  # [B, 19, N]
+
 
 def _score_states(
     chunk: _Chunk, pair: Tensor, stats: Tensor, cuts: Tensor, tm_on: Tensor, gdt_on: Tensor
@@ -244,10 +249,10 @@ def _score_states(
             cut_pad[r, :, p] = cuts[sel]
             real = torch.zeros(pairs.shape[0], width, dtype=torch.bool, device=pair.device)
             real[r, p] = True
-            f = chunk.f[pairs, :length]
+            f_t = chunk.f_t[pairs, :, :length]  # [P, 19, N]
             # Squared distances of every residue under every superposition; padding rows carry a
             # huge |x|² feature, so they are never within a cutoff and add nothing to TM.
-            dist_sq = torch.bmm(f[..., :_STATS], coef_pad)  # [P, N, width]
+            dist_sq = torch.bmm(chunk.f_coef[pairs, :length], coef_pad)  # [P, N, width]
             if want_tm:
                 tm = torch.mul(dist_sq, chunk.inv_d0sq[pairs, None, None]).add_(1.0).reciprocal_().sum(1)
                 tm = tm[r, p] / chunk.norm[pair[sel]]
@@ -263,7 +268,7 @@ def _score_states(
             for k in range(n_cuts):
                 threshold = cut_pad[:, k]  # [P, width]
                 kept = torch.lt(dist_sq, (threshold * threshold)[:, None, :], out=torch.empty_like(dist_sq))
-                moments = torch.bmm(kept.transpose(1, 2), f)  # [P, width, 19]
+                moments = torch.bmm(f_t, kept).transpose(1, 2)  # [P, width, 19]
                 # While fewer than 3 residues are kept (of more than 3), grow the distance by 0.5 Å.
                 few = (moments[..., 16] < 3) & (chunk.n[pairs] > 3)[:, None] & real
                 if bool(few.any()):
@@ -272,8 +277,8 @@ def _score_states(
                     third = column_sq.kthvalue(3, dim=1).values.clamp(min=0.0).sqrt()
                     base = threshold[p_idx, s_idx]
                     grown = base + 0.5 * (torch.floor((third - base) / 0.5) + 1)
-                    grown_kept = (column_sq < (grown * grown)[:, None]).to(f.dtype)
-                    moments[p_idx, s_idx] = torch.bmm(grown_kept[:, None, :], f[p_idx])[:, 0]
+                    grown_kept = (column_sq < (grown * grown)[:, None]).to(f_t.dtype)
+                    moments[p_idx, s_idx] = torch.bmm(f_t[p_idx], grown_kept[:, :, None])[..., 0]
                 out[sel, k] = moments[r, p]
     result = torch.empty_like(out)
     result[order] = out
