@@ -14,6 +14,7 @@ from pathlib import Path
 
 import gemmi
 import torch
+
 from ptk import geometry as G
 from ptk.structure import read_chains
 

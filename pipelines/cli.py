@@ -11,6 +11,7 @@ import importlib
 import sys
 
 import click
+
 from ptk import __version__
 from ptk.errors import PtkError
 

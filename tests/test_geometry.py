@@ -11,6 +11,7 @@ import biotite.structure.io.pdb as biotite_pdb
 import numpy as np
 import pytest
 import torch
+
 from ptk import geometry as G
 from ptk.structure import Chain, read_chains
 

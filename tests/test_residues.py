@@ -7,6 +7,7 @@ import biotite.structure.info as ccd
 import gemmi
 import numpy as np
 import pytest
+
 from ptk import residues as R
 
 

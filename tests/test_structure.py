@@ -11,6 +11,7 @@ import biotite.structure as bs
 import biotite.structure.io.pdb as biotite_pdb
 import numpy as np
 import pytest
+
 from ptk.errors import PtkError, StructureError
 from ptk.residues import ATOM37_INDEX, RESTYPES_3
 from ptk.structure import parent_residue, read_chains
