@@ -223,3 +223,17 @@ def test_geometry_is_batched_over_leading_dimensions(dompdb_files: list[Path]) -
         chi_i, m_i = G.chi_angles(pos[i], mask[i], aatype[i])
         torch.testing.assert_close(chi_b[i], chi_i)
         assert torch.equal(m_b[i], m_i)
+
+
+def test_torsion_angles_in_one_call_equal_the_separate_functions(dompdb_files: list[Path]) -> None:
+    chain = read_chains(dompdb_files[4]).chains[0]
+    pos, mask = _tensors(chain)
+    aatype = torch.from_numpy(chain.aatype)
+    together = G.torsion_angles(pos, mask, aatype)
+    backbone = G.backbone_dihedrals(pos[:, 0], pos[:, 1], pos[:, 2])
+    chi, chi_mask = G.chi_angles(pos, mask, aatype)
+    for name in ("phi", "psi", "omega"):
+        torch.testing.assert_close(together[name], backbone[name], atol=0, rtol=0)
+        assert torch.equal(together[f"{name}_mask"], backbone[f"{name}_mask"])
+    torch.testing.assert_close(together["chi"], chi, atol=0, rtol=0)
+    assert torch.equal(together["chi_mask"], chi_mask)

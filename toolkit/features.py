@@ -46,8 +46,6 @@ from ptk import geometry
 from ptk.errors import PtkError, StructureError
 from ptk.residues import (
     BACKBONE_INDICES,
-    CHI_ATOM37_INDEX,
-    CHI_DEFINED,
     RESTYPES_1,
     UNK_INDEX,
     sequence_to_aatype,
@@ -124,16 +122,6 @@ def _breaks(backbone: np.ndarray) -> np.ndarray:
     return out
 
 
-def _shift(x: np.ndarray, offset: int) -> np.ndarray:
-    """x[i + offset] along axis 0, NaN past the ends (as ptk.geometry's backbone_dihedrals)."""
-    out = np.full_like(x, np.nan)
-    if offset > 0:
-        out[:-offset] = x[offset:]
-    else:
-        out[-offset:] = x[:offset]
-    return out
-
-
 def _dihedrals(
     backbone: np.ndarray,
     chain_break: np.ndarray,
@@ -141,43 +129,23 @@ def _dihedrals(
     aatype: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """φ/ψ/ω (and χ1–χ4 when ``positions`` [n, 37, 3] with NaN for missing atoms and ``aatype``
-    are given) in ONE call of :func:`ptk.geometry.dihedral`.
-
-    The atom quadruples are exactly those of :func:`ptk.geometry.backbone_dihedrals`
-    (Cᵢ₋₁NᵢCαᵢCᵢ, NᵢCαᵢCᵢNᵢ₊₁, CαᵢCᵢNᵢ₊₁Cαᵢ₊₁) and :func:`ptk.geometry.chi_angles`
-    (:data:`ptk.residues.CHI_ATOM37_INDEX`), stacked so the dihedral formula runs once per
-    chain instead of four times: torch's per-call overhead dominated the ingest on small chains.
-    The values equal theirs to float32 rounding (``tests/test_ingest_cath.py`` compares them
-    with those two functions). Then φ/ψ/ω are masked across chain breaks (ψᵢ and ωᵢ use residue i+1, φᵢ₊₁
-    uses residue i).
+    are given) from :func:`ptk.geometry.torsion_angles` (one dihedral evaluation per chain) or
+    :func:`ptk.geometry.backbone_dihedrals`; then φ/ψ/ω are masked across chain breaks (ψᵢ and
+    ωᵢ use residue i+1, φᵢ₊₁ uses residue i).
     """
-    n, ca, c = backbone[:, 0], backbone[:, 1], backbone[:, 2]
-    c_prev, n_next, ca_next = _shift(c, -1), _shift(n, 1), _shift(ca, 1)
-    # p0..p3, each [n, 3 angles (φ, ψ, ω), 3]
-    quads = [
-        np.stack(atoms, axis=1)
-        for atoms in ((c_prev, n, ca), (n, ca, c), (ca, c, n_next), (c, n_next, ca_next))
-    ]
     if positions is not None:
-        index = CHI_ATOM37_INDEX[aatype]  # [n, 4 chi, 4 atoms]
-        chi_atoms = np.take_along_axis(positions, index.reshape(len(index), 16)[..., None], axis=1)
-        chi_atoms = chi_atoms.reshape(len(index), 4, 4, 3)
-        quads = [np.concatenate([q, chi_atoms[:, :, k]], axis=1) for k, q in enumerate(quads)]
-    angle, valid = geometry.dihedral(*(_t(q.astype(np.float32, copy=False)) for q in quads))
-    angle, valid = angle.numpy(), valid.numpy()
-    out = {}
-    for k, name in enumerate(("phi", "psi", "omega")):
-        out[name], out[f"{name}_mask"] = angle[:, k], valid[:, k]
+        pos = _t(positions.astype(np.float32, copy=False))
+        angles = geometry.torsion_angles(pos, torch.isfinite(pos).all(-1), _t(aatype))
+    else:
+        bb = _t(backbone.astype(np.float32, copy=False))
+        angles = geometry.backbone_dihedrals(bb[:, 0], bb[:, 1], bb[:, 2])
+    out = {name: value.numpy() for name, value in angles.items()}
     if chain_break.any():
         after = np.zeros_like(chain_break)
         after[1:] = chain_break[:-1]
         for name, broken in (("psi", chain_break), ("omega", chain_break), ("phi", after)):
             out[f"{name}_mask"] = out[f"{name}_mask"] & ~broken
             out[name] = np.where(broken, np.float32(0), out[name])
-    if positions is not None:
-        chi_mask = valid[:, 3:] & CHI_DEFINED[aatype]
-        out["chi"] = angle[:, 3:] * chi_mask
-        out["chi_mask"] = chi_mask
     return out
 
 

@@ -28,8 +28,10 @@ __all__ = [
     "dihedral",
     "bond_angle",
     "backbone_frames",
+    "shift_residues",
     "backbone_dihedrals",
     "chi_angles",
+    "torsion_angles",
     "chi_symmetric",
     "pseudo_bond_angles",
     "pseudo_torsions",
@@ -170,12 +172,43 @@ def backbone_frames(
     return rot, ca, valid
 
 
-def _shifted(x: Tensor, offset: int, dim: int) -> Tensor:
-    """x[i + offset] along ``dim``, NaN-padded past the ends."""
+def shift_residues(x: Float[Tensor, "*b n 3"], offset: int) -> Float[Tensor, "*b n 3"]:
+    """``x[i + offset]`` along the residue axis (dim −2), NaN past the chain ends, so every
+    quantity built from a neighbour that is not there comes out masked."""
+    dim = -2
     pad = torch.full_like(x.narrow(dim, 0, abs(offset)), float("nan"))
     if offset > 0:
         return torch.cat([x.narrow(dim, offset, x.shape[dim] - offset), pad], dim=dim)
     return torch.cat([pad, x.narrow(dim, 0, x.shape[dim] + offset)], dim=dim)
+
+
+def _backbone_quadruples(n: Tensor, ca: Tensor, c: Tensor) -> list[Tensor]:
+    """p0…p3 of (φ, ψ, ω), each ``[*b, n, 3 angles, 3]``."""
+    c_prev, n_next, ca_next = shift_residues(c, -1), shift_residues(n, 1), shift_residues(ca, 1)
+    atoms = ((c_prev, n, ca), (n, ca, c), (ca, c, n_next), (c, n_next, ca_next))
+    return [torch.stack(p, dim=-2) for p in atoms]
+
+
+def _chi_quadruples(positions: Tensor, mask: Tensor, aatype: Tensor) -> tuple[list[Tensor], Tensor]:
+    """p0…p3 of χ1–χ4, each ``[*b, n, 4 chi, 3]`` (NaN where an atom is absent), and ``[*b, n, 4]``
+    whether the residue type has that χ."""
+    device = positions.device
+    aatype = aatype.long().clamp(0, CHI_ATOM37_INDEX.shape[0] - 1)
+    index = _table("chi_index", device)[aatype]  # [*b, n, 4, 4]
+    defined = _table("chi_defined", device)[aatype]  # [*b, n, 4]
+    masked = torch.where(mask[..., None], positions, torch.full_like(positions, float("nan")))
+    flat_index = index.flatten(-2)  # [*b, n, 16]
+    gathered = torch.gather(masked, -2, flat_index[..., None].expand(*flat_index.shape, 3)).unflatten(
+        -2, (4, 4)
+    )  # [*b, n, 4 chi, 4 atoms, 3]
+    return list(gathered.unbind(-2)), defined
+
+
+def _backbone_dict(angle: Tensor, valid: Tensor) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    for k, name in enumerate(("phi", "psi", "omega")):
+        out[name], out[f"{name}_mask"] = angle[..., k], valid[..., k]
+    return out
 
 
 def backbone_dihedrals(
@@ -190,15 +223,7 @@ def backbone_dihedrals(
     Returns:
         ``{"phi", "psi", "omega"}`` each ``[*b, n]`` and ``{"phi_mask", ...}`` validity masks.
     """
-    dim = -2
-    c_prev, n_next, ca_next = _shifted(c, -1, dim), _shifted(n, 1, dim), _shifted(ca, 1, dim)
-    phi, phi_mask = dihedral(c_prev, n, ca, c)
-    psi, psi_mask = dihedral(n, ca, c, n_next)
-    omega, omega_mask = dihedral(ca, c, n_next, ca_next)
-    return {
-        "phi": phi, "psi": psi, "omega": omega,
-        "phi_mask": phi_mask, "psi_mask": psi_mask, "omega_mask": omega_mask,
-    }  # fmt: skip
+    return _backbone_dict(*dihedral(*_backbone_quadruples(n, ca, c)))
 
 
 def chi_angles(
@@ -212,18 +237,36 @@ def chi_angles(
         (chi, chi_mask): chi is 0 where the χ is undefined for the residue type, an atom is
         missing, or the atoms are degenerate.
     """
-    device = positions.device
-    aatype = aatype.long().clamp(0, CHI_ATOM37_INDEX.shape[0] - 1)
-    index = _table("chi_index", device)[aatype]  # [*b, n, 4, 4]
-    defined = _table("chi_defined", device)[aatype]  # [*b, n, 4]
-    masked = torch.where(mask[..., None], positions, torch.full_like(positions, float("nan")))
-    flat_index = index.flatten(-2)  # [*b, n, 16]
-    gathered = torch.gather(masked, -2, flat_index[..., None].expand(*flat_index.shape, 3)).unflatten(
-        -2, (4, 4)
-    )  # [*b, n, 4 chi, 4 atoms, 3]
-    chi, valid = dihedral(*gathered.unbind(-2))
+    quads, defined = _chi_quadruples(positions, mask, aatype)
+    chi, valid = dihedral(*quads)
     valid = valid & defined
     return chi * valid, valid
+
+
+def torsion_angles(
+    positions: Float[Tensor, "*b n 37 3"],
+    mask: Bool[Tensor, "*b n 37"],
+    aatype: Int[Tensor, "*b n"],
+) -> dict[str, Tensor]:
+    """φ, ψ, ω and χ1–χ4 together: :func:`backbone_dihedrals` plus :func:`chi_angles` from one
+    :func:`dihedral` evaluation (the same quadruples stacked; torch's per-call overhead dominates
+    on single chains, which is what ingest processes).
+
+    Returns:
+        ``phi``/``psi``/``omega`` ``[*b, n]`` with ``_mask``, and ``chi``/``chi_mask`` ``[*b, n, 4]``.
+    """
+    masked = torch.where(mask[..., None], positions, torch.full_like(positions, float("nan")))
+    n, ca, c = (masked[..., i, :] for i in (0, 1, 2))  # atom37 slots of N, CA, C
+    chi_quads, defined = _chi_quadruples(positions, mask, aatype)
+    quads = [
+        torch.cat([bb, chi], dim=-2)
+        for bb, chi in zip(_backbone_quadruples(n, ca, c), chi_quads, strict=True)
+    ]
+    angle, valid = dihedral(*quads)
+    out = _backbone_dict(angle[..., :3], valid[..., :3])
+    chi_mask = valid[..., 3:] & defined
+    out["chi"], out["chi_mask"] = angle[..., 3:] * chi_mask, chi_mask
+    return out
 
 
 def chi_symmetric(aatype: Int[Tensor, "*b n"]) -> Bool[Tensor, "*b n 4"]:
@@ -234,13 +277,13 @@ def chi_symmetric(aatype: Int[Tensor, "*b n"]) -> Bool[Tensor, "*b n 4"]:
 
 def pseudo_bond_angles(ca: Float[Tensor, "*b n 3"]) -> tuple[Float[Tensor, "*b n"], Bool[Tensor, "*b n"]]:
     """Cα pseudo-bond angle θᵢ = ∠(Cαᵢ₋₁, Cαᵢ, Cαᵢ₊₁); undefined at both chain ends."""
-    return bond_angle(_shifted(ca, -1, -2), ca, _shifted(ca, 1, -2))
+    return bond_angle(shift_residues(ca, -1), ca, shift_residues(ca, 1))
 
 
 def pseudo_torsions(ca: Float[Tensor, "*b n 3"]) -> tuple[Float[Tensor, "*b n"], Bool[Tensor, "*b n"]]:
     """Cα pseudo-torsion τᵢ = dihedral(Cαᵢ₋₁, Cαᵢ, Cαᵢ₊₁, Cαᵢ₊₂), aligned with θᵢ at index i
     (the pair (θᵢ, τᵢ) is the pseudo-Ramachandran point of residue i)."""
-    return dihedral(_shifted(ca, -1, -2), ca, _shifted(ca, 1, -2), _shifted(ca, 2, -2))
+    return dihedral(shift_residues(ca, -1), ca, shift_residues(ca, 1), shift_residues(ca, 2))
 
 
 def contact_map(

@@ -19,18 +19,11 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from ptk.geometry import shift_residues
 from ptk.models.precision import fp32_island, upcast
 from ptk.models.rigid import Rigid, slerp
 
 __all__ = ["ca_frames", "snr_confidence", "gated_frames"]
-
-
-def _neighbour(x: Tensor, offset: int) -> Tensor:
-    """x[:, i + offset] along the residue axis (dim −2), NaN past the ends."""
-    pad = torch.full_like(x[..., :1, :], float("nan"))
-    if offset > 0:
-        return torch.cat([x[..., offset:, :], pad.expand(*x.shape[:-2], offset, 3)], dim=-2)
-    return torch.cat([pad.expand(*x.shape[:-2], -offset, 3), x[..., :offset, :]], dim=-2)
 
 
 def ca_frames(
@@ -49,7 +42,7 @@ def ca_frames(
             ca_nan = torch.where(mask[..., None], ca, torch.full_like(ca, float("nan")))
         else:
             ca_nan = ca
-        frames, valid = Rigid.from_backbone(_neighbour(ca_nan, -1), ca_nan, _neighbour(ca_nan, 1))
+        frames, valid = Rigid.from_backbone(shift_residues(ca_nan, -1), ca_nan, shift_residues(ca_nan, 1))
         if mask is not None:
             valid = valid & mask
         # backbone_frames puts the origin at the (NaN-guarded) centre atom; keep the input Cα.
