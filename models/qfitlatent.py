@@ -41,7 +41,7 @@ from ptk.models.ipa import IPABlock
 from ptk.models.linear import Linear, LinearNoBias
 from ptk.models.precision import upcast
 from ptk.models.rigid import Rigid
-from ptk.models.rpe import LinearClippedRPE
+from ptk.models.rpe import LinearClippedRPE, distance_rbf
 from ptk.models.summary import count_parameters, parameter_table
 from ptk.models.vonmises import VonMisesMixture, circular_residual
 
@@ -123,8 +123,7 @@ class PairFeatures(nn.Module):
     def __init__(self, d_s: int, d_z: int, max_rel_pos: int, n_rbf: int, rbf_min: float, rbf_max: float):
         super().__init__()
         self.relpos = LinearClippedRPE(d_z, max_rel_pos)
-        self.register_buffer("rbf_centers", torch.linspace(rbf_min, rbf_max, n_rbf), persistent=False)
-        self.rbf_width = (rbf_max - rbf_min) / max(1, n_rbf - 1)
+        self.n_rbf, self.rbf_min, self.rbf_max = n_rbf, rbf_min, rbf_max
         self.linear_rbf = LinearNoBias(n_rbf, d_z)
         self.linear_geometry = LinearNoBias(3 + 9, d_z)  # direction in frame i, R_iᵀR_j
         self.linear_left = LinearNoBias(d_s, d_z)
@@ -140,7 +139,7 @@ class PairFeatures(nn.Module):
         dist = safe_norm(rel)  # finite gradient at i = j
         direction = rel / dist[..., None]
         rel_rot = rigid.rot.transpose(-1, -2)[:, :, None] @ rigid.rot[:, None, :]  # R_iᵀ R_j
-        rbf = torch.exp(-(((dist[..., None] - self.rbf_centers) / self.rbf_width) ** 2))
+        rbf = distance_rbf(dist, self.n_rbf, self.rbf_min, self.rbf_max)
         geometry = torch.cat([direction, rel_rot.flatten(-2)], dim=-1).to(s.dtype)
         z = (
             self.relpos(index)

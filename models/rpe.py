@@ -1,4 +1,5 @@
-"""Relative position encodings of residue pairs → pair features ``[b, n, n, c_z]``.
+"""Relative encodings of residue pairs → pair features ``[b, n, n, c_z]``: sequence offsets
+(below) and distances (:func:`distance_rbf`, the Gaussian radial basis every model uses).
 
 The signed offset is ``d_ij = r_j − r_i`` (``r`` = residue index; j downstream of i is positive).
 
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 
 from ptk.models.linear import Linear
 
-__all__ = ["relative_offsets", "clipped_onehot", "log_scaled_bin", "sinusoidal_features",
+__all__ = ["distance_rbf", "relative_offsets", "clipped_onehot", "log_scaled_bin", "sinusoidal_features",
            "LinearClippedRPE", "LogScaledRPE"]  # fmt: skip
 
 
@@ -108,3 +109,11 @@ class LogScaledRPE(nn.Module):
             feats = sinusoidal_features(d, self.n_sinusoidal, self.max_sep)
             out = out + self.linear_sin(feats.to(self.linear_sin.weight.dtype))
         return out if mask is None else out * (mask[:, :, None] & mask[:, None, :])[..., None].to(out.dtype)
+
+
+def distance_rbf(d: Float[Tensor, "*b"], n_rbf: int, d_min: float, d_max: float) -> Float[Tensor, "*b r"]:
+    """Gaussian radial basis of distances: ``exp(−((d − μ_k)/σ)²)`` with ``n_rbf`` centres μ_k
+    evenly spaced on [d_min, d_max] (Å) and σ their spacing."""
+    centres = torch.linspace(d_min, d_max, n_rbf, device=d.device, dtype=d.dtype)
+    width = (d_max - d_min) / max(1, n_rbf - 1)
+    return torch.exp(-(((d[..., None] - centres) / width) ** 2))

@@ -13,6 +13,7 @@ from ptk.geometry import pairwise_distances
 from ptk.models.linear import Linear
 from ptk.models.precision import fp32_island, upcast
 from ptk.models.rigid import Rigid
+from ptk.models.rpe import distance_rbf
 
 __all__ = [
     "IDEAL_BOND_LENGTHS",
@@ -70,10 +71,7 @@ def rbf(x: Float[Tensor, "b n 3"], n_rbf: int, d_max: float) -> Float[Tensor, "b
     """Gaussian radial basis of all pairwise distances (safe norm: finite gradient at 0), fp32."""
     x = upcast(x)
     with fp32_island(x):
-        d = pairwise_distances(x)
-        centres = torch.linspace(0.0, d_max, n_rbf, device=x.device, dtype=x.dtype)
-        width = d_max / max(1, n_rbf - 1)
-        return torch.exp(-(((d[..., None] - centres) / width) ** 2))
+        return distance_rbf(pairwise_distances(x), n_rbf, 0.0, d_max)
 
 
 class RgPredictor(nn.Module):
