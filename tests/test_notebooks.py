@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-BUDGET_S = 60
+CELL_TIMEOUT_S = 600  # a hang guard, not a speed test (speed lives in benchmarks/)
 
 
 def _kernel_name() -> str:
@@ -53,12 +52,10 @@ def test_notebook_runs(path: Path, tmp_path: Path) -> None:
         client = nbclient.NotebookClient(
             nb,
             kernel_name=_kernel_name(),
-            timeout=BUDGET_S,
+            timeout=CELL_TIMEOUT_S,
             resources={"metadata": {"path": str(tmp_path)}},
         )
-        started = time.perf_counter()
         client.execute()
-        elapsed = time.perf_counter() - started
     finally:
         if env_before is None:
             os.environ.pop("MPLBACKEND", None)
@@ -66,4 +63,3 @@ def test_notebook_runs(path: Path, tmp_path: Path) -> None:
             os.environ["MPLBACKEND"] = env_before
     errors = [o for cell in nb.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    assert elapsed < 2 * BUDGET_S, f"{path.name} took {elapsed:.0f} s"
