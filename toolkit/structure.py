@@ -162,6 +162,7 @@ def parent_residue(name: str) -> str | None:
 # Atoms of modified residues whose names differ from the parent's (selenomethionine's Se sits
 # where methionine's S does). Everything else is matched by name against the parent's atoms.
 _RENAMED_ATOMS = {("MSE", "SE"): "SD"}
+_RENAMED_RESIDUES = frozenset(residue for residue, _ in _RENAMED_ATOMS)
 
 
 def read_file_bytes(path: Path, limit: int | None = None) -> bytes:
@@ -213,7 +214,7 @@ def _parse(path: Path, text: bytes) -> gemmi.Structure:
     if len(structure) == 0:
         raise StructureError(path, "no models in file")
     structure.merge_chain_parts()
-    structure.remove_hydrogens()  # in C++, before the per-atom Python pass
+    structure.remove_hydrogens()  # in C++, before the atoms are taken into numpy
     structure.remove_waters()
     return structure
 
@@ -230,54 +231,60 @@ def _pdb_id(path: Path, structure: gemmi.Structure) -> str:
     return (match.group(1) if match else name).lower()
 
 
-def _chain_arrays(chain: gemmi.Chain, pdb_id: str, altlocs: bool) -> Chain | None:
+def _chain_arrays(
+    chain: gemmi.Chain, pdb_id: str, altlocs: bool, flat: _FlatAtoms, offset: int
+) -> tuple[Chain | None, int]:
+    """One chain → :class:`Chain` (None without amino-acid residues), and the flat-table offset
+    of the next chain. ``offset`` is the row of the chain's first atom in ``flat``."""
     # Group residues by seqid so a residue split over records (microheterogeneity, or
-    # altloc-specific residue records) is one residue; the first record's name wins.
-    groups: list[tuple[str, int, str, list[gemmi.Residue]]] = []
+    # altloc-specific residue records) is one residue; the first record's name wins. Only
+    # residues are visited in Python; the atoms are taken from the flat table by row ranges.
+    groups: list[tuple[str, int, str, str]] = []  # parent, resnum, icode, first record's name
+    starts: list[int] = []  # flat rows [start, start + count) of each kept record, with its group
+    counts: list[int] = []
+    group_of: list[int] = []
     for residue in chain:
-        parent = parent_residue(residue.name)
-        if parent is None:
-            continue
-        seqid = residue.seqid
-        key = (seqid.num, seqid.icode)
-        if groups and (groups[-1][1], groups[-1][2]) == key:
-            groups[-1][3].append(residue)
-        else:
-            groups.append((parent, key[0], key[1], [residue]))
+        name = residue.name
+        count = len(residue)
+        parent = parent_residue(name)
+        if parent is not None:
+            seqid = residue.seqid
+            key = (seqid.num, seqid.icode)
+            if not groups or (groups[-1][1], groups[-1][2]) != key:
+                groups.append((parent, key[0], key[1], name))
+            if name == groups[-1][3]:  # a record of another name in the group is not read
+                starts.append(offset)
+                counts.append(count)
+                group_of.append(len(groups) - 1)
+        offset += count
     if not groups:
-        return None
+        return None, offset
 
-    # One flat pass over the atoms (the only per-atom Python), then numpy.
     n = len(groups)
-    res_of, slot_of, label_of, xyz, occ, bfac = [], [], [], [], [], []
-    for i, (_, _, _, records) in enumerate(groups):
-        first_name = records[0].name
-        for record in records:
-            if record.name != first_name:
-                continue
-            renamed = first_name not in THREE_TO_ONE
-            for atom in record:
-                name = atom.name
-                if renamed:
-                    name = _RENAMED_ATOMS.get((first_name, name), name)
-                slot = ATOM37_INDEX.get(name)
-                if slot is None:  # hydrogens (removed already), OXT-like extras, ligand atoms
-                    continue
-                res_of.append(i)
-                slot_of.append(slot)
-                label_of.append(atom.altloc)
-                xyz.append(atom.pos.tolist())
-                occ.append(atom.occ)
-                bfac.append(atom.b_iso)
-    atoms = _AtomTable(
-        residue=np.asarray(res_of, dtype=np.int64),
-        slot=np.asarray(slot_of, dtype=np.int64),
-        label=np.asarray(label_of, dtype="<U1"),
-        xyz=np.asarray(xyz, dtype=np.float32).reshape(-1, 3),
-        occupancy=np.asarray(occ, dtype=np.float32),
-        bfactor=np.asarray(bfac, dtype=np.float32),
+    counts_arr = np.asarray(counts, dtype=np.int64)
+    begin = np.cumsum(counts_arr) - counts_arr  # each record's first position in `rows`
+    # Flat rows of every atom of the kept records, in file order, and their residue (group).
+    rows = np.repeat(np.asarray(starts, dtype=np.int64) - begin, counts_arr) + np.arange(
+        int(counts_arr.sum()), dtype=np.int64
     )
-    atoms.label[atoms.label == "\x00"] = ""
+    residue_of = np.repeat(np.asarray(group_of, dtype=np.int64), counts_arr)
+    slot = flat.slots(rows)
+    for g, b, count in zip(group_of, begin.tolist(), counts, strict=True):
+        first_name = groups[g][3]
+        if first_name in _RENAMED_RESIDUES and first_name not in THREE_TO_ONE:
+            for k in range(b, b + count):
+                name = flat.name(int(rows[k]))
+                slot[k] = ATOM37_INDEX.get(_RENAMED_ATOMS.get((first_name, name), name), -1)
+    keep = slot >= 0  # hydrogens (removed already), OXT-like extras, ligand atoms have no slot
+    rows, residue_of, slot = rows[keep], residue_of[keep], slot[keep]
+    atoms = _AtomTable(
+        residue=residue_of,
+        slot=slot,
+        label=flat.labels(rows),
+        xyz=flat.pos[rows].astype(np.float32),
+        occupancy=flat.occ[rows],
+        bfactor=flat.b_iso[rows],
+    )
 
     # Per residue, the altloc letters in file order and the mean heavy-atom occupancy of each.
     named = atoms.label != ""
@@ -319,11 +326,11 @@ def _chain_arrays(chain: gemmi.Chain, pdb_id: str, altlocs: bool) -> Chain | Non
     bfactor[r, s] = atoms.bfactor[chosen]
     mask[r, s] = True
 
-    return Chain(
+    chain_arrays = Chain(
         pdb_id=pdb_id,
         name=chain.name,
         aatype=np.asarray([restype_index(g[0]) for g in groups], dtype=np.int8),
-        resname=np.asarray([g[3][0].name for g in groups], dtype=str),
+        resname=np.asarray([g[3] for g in groups], dtype=str),
         resnum=np.asarray([g[1] for g in groups], dtype=np.int32),
         icode=np.asarray([g[2].strip() for g in groups], dtype=str),
         positions=positions,
@@ -331,6 +338,7 @@ def _chain_arrays(chain: gemmi.Chain, pdb_id: str, altlocs: bool) -> Chain | Non
         bfactor=bfactor,
         conformers=_conformers(per_residue_labels, atoms) if altlocs else None,
     )
+    return chain_arrays, offset
 
 
 @dataclass(frozen=True)
@@ -343,6 +351,38 @@ class _AtomTable:
     xyz: np.ndarray
     occupancy: np.ndarray
     bfactor: np.ndarray
+
+
+class _FlatAtoms:
+    """Every atom of a structure as columns (:class:`gemmi.FlatStructure`, one C++ pass), in the
+    order of iterating models → chains → residues → atoms, so a chain's atoms are a row range."""
+
+    def __init__(self, structure: gemmi.Structure) -> None:
+        flat = gemmi.FlatStructure(structure)
+        self.pos = flat.pos  # [N, 3] float64, as gemmi stores them
+        self.occ = flat.occ  # [N] float32
+        self.b_iso = flat.b_iso  # [N] float32
+        self._altloc = flat.altlocs  # [N] int8, 0 where blank
+        # Atom names as fixed-width bytes (NUL-padded; numpy drops the padding when read).
+        self._names = np.ascontiguousarray(flat.atom_names).view("S8")[:, 0]
+        self._slots: np.ndarray | None = None
+
+    def slots(self, rows: np.ndarray) -> np.ndarray:
+        """``[len(rows)]`` int64 atom37 slot of each row's atom name, −1 for names not in atom37."""
+        if self._slots is None:  # one dictionary look-up per distinct name in the structure
+            unique, inverse = np.unique(self._names, return_inverse=True)
+            lookup = np.asarray(
+                [ATOM37_INDEX.get(u.decode("latin-1"), -1) for u in unique.tolist()], dtype=np.int64
+            )
+            self._slots = lookup[inverse.reshape(-1)]
+        return self._slots[rows]
+
+    def name(self, row: int) -> str:
+        return self._names[row].decode("latin-1")
+
+    def labels(self, rows: np.ndarray) -> np.ndarray:
+        """``[len(rows)]`` altloc letters as ``<U1`` (``""`` where blank)."""
+        return self._altloc[rows].view(np.uint8).view("S1").astype("<U1")
 
 
 def _conformers(per_residue_labels: list[list[str]], atoms: _AtomTable) -> Conformers:
@@ -402,9 +442,11 @@ def read_chains(path: str | PathLike[str], *, altlocs: bool = False) -> ParsedFi
     structure, digest = read_structure(path)
     pdb_id = _pdb_id(path, structure)
     model = structure[0]
+    flat = _FlatAtoms(structure)  # model 1 comes first in the table
     chains = []
+    offset = 0
     for gchain in model:
-        chain = _chain_arrays(gchain, pdb_id, altlocs)
+        chain, offset = _chain_arrays(gchain, pdb_id, altlocs, flat, offset)
         if chain is not None:
             chains.append(chain)
     if not chains:
