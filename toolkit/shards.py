@@ -321,15 +321,36 @@ def atomic_write_bytes(path: str | PathLike[str], data: bytes) -> None:
         raise
 
 
+def _string_column_paths(schema: pa.Schema) -> list[str]:
+    """Parquet paths of the string leaves of ``schema`` (``id``, ``icode.list.element``, …)."""
+    paths = []
+    for f in schema:
+        path, t = f.name, f.type
+        while pa.types.is_list(t) or pa.types.is_fixed_size_list(t):
+            path, t = f"{path}.list.element", t.value_type
+        if pa.types.is_string(t):
+            paths.append(path)
+    return paths
+
+
 def write_parquet_atomic(
     table: pa.Table, path: str | PathLike[str], row_group_size: int = ROW_GROUP_ROWS
 ) -> None:
-    """Write ``table`` as Parquet at ``path`` atomically (temporary file + fsync + rename)."""
+    """Write ``table`` as Parquet at ``path`` atomically (temporary file + fsync + rename).
+
+    Dictionary encoding is used for string columns only: on coordinates, angles and masks it
+    made files larger and took half the write time (the values hardly repeat)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd")
+        pq.write_table(
+            table,
+            tmp,
+            row_group_size=row_group_size,
+            compression="zstd",
+            use_dictionary=_string_column_paths(table.schema),
+        )
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
