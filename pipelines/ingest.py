@@ -689,12 +689,38 @@ def _units(index: int, rec: dict[str, Any]) -> list[Unit]:
     ]
 
 
+#: Most units (files or .jsonl chunks) in one Dask task, and most input bytes in one task.
+TASK_UNITS = 32
+TASK_BYTES = 16 << 20
+
+
+def _unit_bytes(unit: Unit) -> int:
+    if unit.byte_range is not None:
+        return unit.byte_range[1] - unit.byte_range[0]
+    try:
+        return os.stat(unit.path).st_size
+    except OSError:
+        return 0
+
+
 def _batches(todo: list[Unit], n_workers: int) -> Iterator[list[Unit]]:
-    # Small batches keep workers busy to the end; a few files per task amortise Dask's per-task
-    # cost on small files.
-    size = max(1, min(8, len(todo) // (4 * n_workers) or 1))
-    for start in range(0, len(todo), size):
-        yield todo[start : start + size]
+    """Consecutive units grouped into tasks: at least 4 tasks per worker while there are enough
+    units (so workers stay busy to the end), otherwise as large as ``TASK_UNITS`` files or
+    ``TASK_BYTES`` of input allow. Dask's per-task cost (scheduling, transfer, the result's
+    unpacking in this process) is paid per task, so on many small files larger tasks are what
+    lets a second worker add throughput instead of adding driver work."""
+    size = max(1, min(TASK_UNITS, len(todo) // (4 * n_workers)))
+    batch: list[Unit] = []
+    nbytes = 0
+    for unit in todo:
+        unit_bytes = _unit_bytes(unit)
+        if batch and (len(batch) >= size or nbytes + unit_bytes > TASK_BYTES):
+            yield batch
+            batch, nbytes = [], 0
+        batch.append(unit)
+        nbytes += unit_bytes
+    if batch:
+        yield batch
 
 
 def run_ingest(
