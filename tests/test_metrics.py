@@ -108,8 +108,8 @@ def test_batch_composition_does_not_change_scores(reference) -> None:
 
 def test_small_memory_budget_gives_the_same_result(reference) -> None:
     pairs = _load_pairs(reference, ["1a1hA01_noise3.0", "1au7A02_hinge30", "1avyA00_noise1.5"])
-    default = M.superposition_search(*_batch(pairs))
-    tiny = M.superposition_search(*_batch(pairs), max_elements=1)
+    default = M.superposition_search(*_batch(pairs), backend="torch")
+    tiny = M.superposition_search(*_batch(pairs), max_elements=1, backend="torch")
     assert torch.equal(default["gdt_counts"], tiny["gdt_counts"])
     assert torch.allclose(default["tm"], tiny["tm"], atol=1e-12)
 
@@ -144,6 +144,91 @@ def test_tm_parameters() -> None:
     distances = M.search_distances(torch.tensor([100.0, 300.0]), torch.tensor([100.0, 300.0]))
     assert distances[0].tolist() == pytest.approx([4.5, 4.5])  # both below 4.5, clamped
     assert distances[1].tolist() == pytest.approx([M.tm_d0(300.0) + 0.8, M.tm_d0(300.0)])
+
+
+# ---------------------------------------------------------------------------------------------
+# the two implementations of the search: compiled (CPU default) and batched torch
+
+needs_native = pytest.mark.skipif(
+    not M.native_search_available(), reason="ptk._tmsearch was not built (no C compiler at install)"
+)
+
+
+def _assert_same_search(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], names) -> None:
+    mismatch = [
+        n for n, x, y in zip(names, a["gdt_counts"], b["gdt_counts"], strict=True) if not torch.equal(x, y)
+    ]
+    assert not mismatch, mismatch
+    assert torch.allclose(a["tm"], b["tm"], rtol=0.0, atol=1e-9), (a["tm"] - b["tm"]).abs().max()
+
+
+@needs_native
+@pytest.mark.slow
+@pytest.mark.parametrize("seed_step", [1, 8])
+def test_native_and_torch_searches_agree_on_all_reference_pairs(reference, seed_step: int) -> None:
+    """The compiled kernel and the torch path are two implementations of one search: the same
+    maxima (TM to 1e-9, GDT counts exactly) on all 120 real pairs, whole and with coarse seeds."""
+    _, values = reference
+    names = sorted(values)
+    batch = _batch(_load_pairs(reference, names))
+    native = M.superposition_search(*batch, seed_step=seed_step, backend="native")
+    slow = M.superposition_search(*batch, seed_step=seed_step, backend="torch")
+    _assert_same_search(native, slow, names)
+
+
+@needs_native
+def test_native_search_edge_cases_agree_with_torch() -> None:
+    """Tiny chains (fewer residues than the kept-set minimum), collinear and coincident points,
+    identical structures, padding and a pair with no common residue."""
+    g = torch.Generator().manual_seed(7)
+    cases = []
+    for n in (1, 2, 3, 4, 5, 9, 17):
+        ref = torch.cumsum(torch.randn(n, 3, generator=g, dtype=torch.float64) * 2.2, dim=0)
+        cases.append((ref + 0.4 * torch.randn(n, 3, generator=g, dtype=torch.float64), ref))
+    line = torch.arange(12, dtype=torch.float64)[:, None] * torch.tensor([3.8, 0.0, 0.0])
+    cases.append((line + torch.tensor([0.0, 5.0, 1.0]), line))  # collinear
+    cases.append((torch.zeros(6, 3, dtype=torch.float64), torch.zeros(6, 3, dtype=torch.float64)))
+    ref = torch.cumsum(torch.randn(40, 3, generator=g, dtype=torch.float64) * 2.2, dim=0)
+    cases.append((ref.clone(), ref))
+    pred, refs, mask = _batch([(p.numpy(), r.numpy()) for p, r in cases])
+    mask[3, 1] = False  # a gap among the common residues
+    mask = torch.cat([mask, torch.zeros(1, mask.shape[1], dtype=torch.bool)])
+    pred, refs = torch.cat([pred, pred[:1]]), torch.cat([refs, refs[:1]])
+    native = M.superposition_search(pred, refs, mask, backend="native")
+    slow = M.superposition_search(pred, refs, mask, backend="torch")
+    _assert_same_search(native, slow, list(range(len(mask))))
+    assert float(native["tm"][-2]) == pytest.approx(1.0, abs=1e-12)  # identical structures
+    assert float(native["tm"][-1]) == 0.0 and int(native["n_common"][-1]) == 0
+
+
+@needs_native
+def test_native_search_is_the_same_on_any_number_of_threads(reference) -> None:
+    names = ["1a1hA01_noise1.5", "1o7iB00_hinge30", "1c0pA01_noise3.0", "2j7jA03_noise6.0", "1hdoA00_hinge75"]
+    batch = _batch(_load_pairs(reference, names))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = M.superposition_search(*batch, backend="native")
+        torch.set_num_threads(3)
+        three = M.superposition_search(*batch, backend="native")
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one["gdt_counts"], three["gdt_counts"]) and torch.equal(one["tm"], three["tm"])
+
+
+def test_search_backend_choice(monkeypatch) -> None:
+    pred = torch.randn(1, 6, 3, dtype=torch.float64)
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    with pytest.raises(ValueError, match="unknown backend"):
+        M.superposition_search(pred, pred, mask, backend="fortran")
+    expected = "native" if M.native_search_available() else "torch"
+    assert M.search_backend(torch.device("cpu")) == expected
+    assert M.search_backend(torch.device("cuda")) == "torch"
+    monkeypatch.setenv("PTK_TMSEARCH", "torch")
+    assert M.search_backend(torch.device("cpu")) == "torch"
+    if not M.native_search_available():
+        with pytest.raises(ValueError, match="native backend"):
+            M.superposition_search(pred, pred, mask, backend="native")
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 9])

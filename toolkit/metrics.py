@@ -41,14 +41,24 @@ are compared by two exact integer hashes. Superpositions come from :func:`ptk.ge
 (its vectorised ``qcp`` method, fed with each set's cross-covariance, computed from summed
 per-residue moments by matrix products), and distances of all residues under all superpositions
 from one matrix product per group of pairs (on CPU, per block of pairs that stays in cache).
+
+On CPU the same search runs by default in a compiled kernel (``_tmsearch.c``, built with the
+package, called through ctypes), one pair at a time with the pair's residues in cache, pairs
+spread over ``torch.get_num_threads()`` threads: the same superpositions and the same maxima, many
+times faster than tensor operations on a CPU. The torch path serves GPUs, and CPUs where the
+kernel was not built (``backend=`` chooses; ``PTK_TMSEARCH=torch`` sets the default).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import importlib.util
 import logging
 import math
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +79,8 @@ __all__ = [
     "tm_d0",
     "seed_lengths",
     "superposition_search",
+    "search_backend",
+    "native_search_available",
     "score_batch",
     "tm_score",
     "gdt_ts",
@@ -356,6 +368,130 @@ def _search_chunk(chunk: _Chunk, n_list: list[int], seed_step: int = 1) -> None:
         pair, stats, stage = pair[changed], new[changed], stage[changed]
 
 
+def _torch_search(
+    pred: Tensor,
+    ref: Tensor,
+    mask: Tensor,
+    d0: Tensor,
+    norm: Tensor,
+    cuts: Tensor,
+    seed_step: int,
+    max_elements: int,
+) -> tuple[Tensor, Tensor]:
+    """The search in batched tensor operations (any device), pairs grouped by similar length
+    (little padding) so that residues × seeds stays under ``max_elements``. Takes the centred
+    inputs of :func:`superposition_search`; returns (best TM [b], best GDT counts [b, 5])."""
+    device, b = pred.device, pred.shape[0]
+    n_common = mask.sum(1)
+    best_tm = torch.zeros(b, dtype=torch.float64, device=device)
+    best_counts = torch.zeros(b, len(GDT_CUTOFFS), dtype=torch.int64, device=device)
+    n_list = n_common.tolist()
+    order = sorted(range(b), key=lambda i: n_list[i])
+    groups: list[list[int]] = []
+    size = 0
+    for i in order:
+        if n_list[i] == 0:
+            continue
+        cost = n_list[i] * n_list[i] * _N_INIT_MAX
+        if groups and size + cost <= max_elements and n_list[i] <= 1.25 * n_list[groups[-1][0]] + 8:
+            groups[-1].append(i)
+            size += cost
+        else:
+            groups.append([i])
+            size = cost
+    n_hash = max(n_list) if n_list else 0
+    generator = torch.Generator().manual_seed(0)
+    high = max(int(_HASH_MAX // max(n_hash, 1)), 2)
+    hash_weights = torch.randint(1, high, (max(n_hash, 1), 2), generator=generator)
+    hash_weights = hash_weights.to(device=device, dtype=torch.float64)
+    for group in groups:
+        idx = torch.tensor(group, device=device)
+        x, y, valid = _compact(mask[idx], pred[idx], ref[idx])
+        chunk = _Chunk(
+            f=_features(x, y, valid, hash_weights),
+            valid=valid,
+            n=n_common[idx],
+            inv_d0sq=1.0 / d0[idx] ** 2,
+            norm=norm[idx],
+            cut=cuts[idx],
+            best_tm=torch.full((len(group),), -1.0, dtype=torch.float64, device=device),
+            best_counts=torch.full((len(group), len(GDT_CUTOFFS)), -1, dtype=torch.int64, device=device),
+        )
+        _search_chunk(chunk, [n_list[i] for i in group], seed_step)
+        best_tm[idx] = chunk.best_tm
+        best_counts[idx] = chunk.best_counts
+    return best_tm, best_counts
+
+
+@functools.cache
+def _native_kernel():
+    """The compiled search (``ptk_tm_search`` of ``_tmsearch.c``), or None where it was not built."""
+    spec = importlib.util.find_spec("ptk._tmsearch")
+    if spec is None or spec.origin is None:
+        log.info("ptk._tmsearch was not built (no C compiler at install?): searching with torch on CPU")
+        return None
+    try:
+        library = ctypes.CDLL(spec.origin)
+    except OSError as exc:
+        log.warning("ptk._tmsearch could not be loaded (%s): searching with torch on CPU", exc)
+        return None
+    kernel = library.ptk_tm_search
+    kernel.restype = ctypes.c_int
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    kernel.argtypes = [i64, p, p, i64, p, p, p, p, i64, p, p, p]
+    return kernel
+
+
+def native_search_available() -> bool:
+    """Whether the compiled CPU search kernel is there (see the module doc)."""
+    return _native_kernel() is not None
+
+
+def search_backend(device: torch.device | str) -> str:
+    """The search :func:`superposition_search` runs by default on ``device``: ``"native"`` on
+    CPU where the kernel was built (unless ``PTK_TMSEARCH=torch``), ``"torch"`` otherwise."""
+    if torch.device(device).type != "cpu" or os.environ.get("PTK_TMSEARCH", "") == "torch":
+        return "torch"
+    return "native" if native_search_available() else "torch"
+
+
+def _native_search(
+    x: Tensor, y: Tensor, n: Tensor, inv_d0sq: Tensor, norm: Tensor, cut: Tensor, seed_step: int
+) -> tuple[Tensor, Tensor]:
+    """The search of :func:`_search_chunk` in the compiled kernel: ``x``, ``y`` ``[b, m, 3]``
+    centred common residues first (:func:`_compact`), ``n`` [b] their counts, ``cut`` [b, 2, 2].
+    Groups of pairs run on ``torch.get_num_threads()`` threads (the kernel releases the GIL).
+    Returns (best TM [b], best GDT counts [b, 5])."""
+    kernel = _native_kernel()
+    b, stride = x.shape[0], x.shape[1]
+    x, y = x.to(torch.float64).contiguous(), y.to(torch.float64).contiguous()
+    n = n.to(torch.int64).contiguous()
+    inv_d0sq, norm = inv_d0sq.to(torch.float64).contiguous(), norm.to(torch.float64).contiguous()
+    cut = cut.to(torch.float64).contiguous()
+    best_tm = torch.zeros(b, dtype=torch.float64)
+    best_counts = torch.zeros(b, len(GDT_CUTOFFS), dtype=torch.int64)
+    states = torch.zeros(b, dtype=torch.int64)
+
+    def run(start: int, stop: int) -> int:
+        address = lambda t: t[start:stop].data_ptr()  # noqa: E731
+        return kernel(
+            stop - start, address(x), address(y), stride, address(n), address(inv_d0sq), address(norm),
+            address(cut), seed_step, address(best_tm), address(best_counts), address(states),
+        )  # fmt: skip
+
+    threads = max(1, min(torch.get_num_threads(), b))
+    if threads == 1:
+        codes = [run(0, b)]
+    else:
+        # Small groups, handed out as threads free up: pairs of different lengths even out.
+        step = max(1, b // (8 * threads))
+        with ThreadPoolExecutor(threads) as pool:
+            codes = list(pool.map(lambda start: run(start, min(b, start + step)), range(0, b, step)))
+    if any(codes):
+        raise MemoryError("ptk._tmsearch: out of memory")
+    return best_tm, best_counts
+
+
 def _compact(mask: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
     """Move the masked residues of each pair to the front, in order; returns the moved tensors
     and the new mask, trimmed to the longest pair."""
@@ -387,6 +523,7 @@ def superposition_search(
     *,
     seed_step: int = 1,
     max_elements: int = 2**23,
+    backend: str | None = None,
 ) -> dict[str, Tensor]:
     """The TM-score program's superposition searches over every pair of a batch.
 
@@ -402,7 +539,11 @@ def superposition_search(
             exact); larger steps (TM-align's ``simplify_step``, e.g. 8) try fewer seeds:
             faster, and the maxima can come out slightly lower.
         max_elements: bound on residues × superpositions held at once (memory); pairs are
-            searched in groups of about this size.
+            searched in groups of about this size (torch path).
+        backend: ``"native"`` (the compiled kernel; CPU tensors only), ``"torch"`` (batched
+            tensor operations; any device), or ``None``: native on CPU where it was built, else
+            torch (the environment variable ``PTK_TMSEARCH=torch`` makes torch the default).
+            Both give the same superpositions and maxima.
 
     Returns:
         ``tm`` [b], ``gdt_counts`` [b, 5] (residues closer than 0.5, 1, 2, 4, 8 Å, each
@@ -410,6 +551,13 @@ def superposition_search(
         for a pair with no common residue. float64 on the input's device.
     """
     device = pred.device
+    backend = search_backend(device) if backend is None else backend
+    if backend not in ("native", "torch"):
+        raise ValueError(f"superposition_search: unknown backend {backend!r} (native, torch)")
+    if backend == "native" and (device.type != "cpu" or not native_search_available()):
+        raise ValueError(
+            "superposition_search: the native backend needs CPU tensors and the compiled ptk._tmsearch"
+        )
     mask = mask.bool() & torch.isfinite(pred).all(-1) & torch.isfinite(ref).all(-1)
     b = mask.shape[0]
     n_common = mask.sum(1)
@@ -423,8 +571,6 @@ def superposition_search(
     d0 = tm_d0(norm)
     cuts = search_distances(norm, length(pred_length))  # [b, 2]
     cuts = torch.stack([cuts - 1.0, cuts + 1.0], dim=-1)  # [b, stage, seed / refinement]
-    best_tm = torch.zeros(b, dtype=torch.float64, device=device)
-    best_counts = torch.zeros(b, len(GDT_CUTOFFS), dtype=torch.int64, device=device)
     with torch.no_grad():
         pred = torch.where(mask[..., None], pred, 0).to(torch.float64)
         ref = torch.where(mask[..., None], ref, 0).to(torch.float64)
@@ -432,43 +578,11 @@ def superposition_search(
         count = n_common.clamp(min=1).to(torch.float64)[:, None]
         pred = pred - ((pred * mask[..., None]).sum(1) / count)[:, None, :]
         ref = ref - ((ref * mask[..., None]).sum(1) / count)[:, None, :]
-        n_list = n_common.tolist()
-        # Pairs sorted by length, grouped by similar length (little padding) so that
-        # residues × seeds stays under max_elements.
-        order = sorted(range(b), key=lambda i: n_list[i])
-        groups: list[list[int]] = []
-        size = 0
-        for i in order:
-            if n_list[i] == 0:
-                continue
-            cost = n_list[i] * n_list[i] * _N_INIT_MAX
-            if groups and size + cost <= max_elements and n_list[i] <= 1.25 * n_list[groups[-1][0]] + 8:
-                groups[-1].append(i)
-                size += cost
-            else:
-                groups.append([i])
-                size = cost
-        n_hash = max(n_list) if n_list else 0
-        generator = torch.Generator().manual_seed(0)
-        high = max(int(_HASH_MAX // max(n_hash, 1)), 2)
-        hash_weights = torch.randint(1, high, (max(n_hash, 1), 2), generator=generator)
-        hash_weights = hash_weights.to(device=device, dtype=torch.float64)
-        for group in groups:
-            idx = torch.tensor(group, device=device)
-            x, y, valid = _compact(mask[idx], pred[idx], ref[idx])
-            chunk = _Chunk(
-                f=_features(x, y, valid, hash_weights),
-                valid=valid,
-                n=n_common[idx],
-                inv_d0sq=1.0 / d0[idx] ** 2,
-                norm=norm[idx],
-                cut=cuts[idx],
-                best_tm=torch.full((len(group),), -1.0, dtype=torch.float64, device=device),
-                best_counts=torch.full((len(group), len(GDT_CUTOFFS)), -1, dtype=torch.int64, device=device),
-            )
-            _search_chunk(chunk, [n_list[i] for i in group], seed_step)
-            best_tm[idx] = chunk.best_tm
-            best_counts[idx] = chunk.best_counts
+        if backend == "native":
+            x, y, _ = _compact(mask, pred, ref)
+            best_tm, best_counts = _native_search(x, y, n_common, 1.0 / d0**2, norm, cuts, seed_step)
+        else:
+            best_tm, best_counts = _torch_search(pred, ref, mask, d0, norm, cuts, seed_step, max_elements)
     fraction = best_counts.to(torch.float64) / (4.0 * norm[:, None])
     return {
         "tm": best_tm,
