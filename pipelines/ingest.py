@@ -198,12 +198,14 @@ def process_batch(
 
     torch.set_num_threads(1)  # one core per worker: parallelism is the cluster's job
     results = []
-    for unit in batch:
-        if kind == "cath":
-            result = features.cath_file_rows(unit.path, labels, max_length, unit.byte_range, unit.sha256)
-        else:
-            result = features.qfit_file_rows(unit.path)
-        results.append((unit, result))
+    # Inference mode: no autograd bookkeeping on the many small geometry ops (same values).
+    with torch.inference_mode():
+        for unit in batch:
+            if kind == "cath":
+                result = features.cath_file_rows(unit.path, labels, max_length, unit.byte_range, unit.sha256)
+            else:
+                result = features.qfit_file_rows(unit.path)
+            results.append((unit, result))
     rows = [row for _, result in results for row in result.rows]
     try:
         tables = [shards.rows_to_table(kind, rows)] if rows else []

@@ -83,7 +83,10 @@ def _table(name: str, device: torch.device) -> Tensor:
         source = {"chi_index": CHI_ATOM37_INDEX, "chi_defined": CHI_DEFINED, "chi_symmetric": CHI_SYMMETRIC}[
             name
         ]
-        _TABLES[key] = torch.tensor(source, device=device)
+        # A normal tensor even when first asked for under torch.inference_mode (the ingest): a
+        # cached inference tensor would be refused by later autograd-tracked uses.
+        with torch.inference_mode(False):
+            _TABLES[key] = torch.tensor(source, device=device)
     return _TABLES[key]
 
 
