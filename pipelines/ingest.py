@@ -1,6 +1,7 @@
 """``ptk ingest cath|qfit``: structure files → a Parquet shard dataset, fanned out with Dask.
 
-The per-file work is the pure core function (:func:`ptk.features.cath_file_rows`,
+The per-file work is the pure core function (:func:`ptk.features.cath_file_rows`, run on all
+files of a task at once as :func:`ptk.features.cath_files_rows`, and
 :func:`ptk.features.qfit_file_rows`: one file → rows or rejects). This module only finds the
 inputs, schedules that function, and writes and accounts in input order:
 
@@ -197,15 +198,13 @@ def process_batch(
     from ptk import features, shards
 
     torch.set_num_threads(1)  # one core per worker: parallelism is the cluster's job
-    results = []
     # Inference mode: no autograd bookkeeping on the many small geometry ops (same values).
     with torch.inference_mode():
-        for unit in batch:
-            if kind == "cath":
-                result = features.cath_file_rows(unit.path, labels, max_length, unit.byte_range, unit.sha256)
-            else:
-                result = features.qfit_file_rows(unit.path)
-            results.append((unit, result))
+        if kind == "cath":  # the chains of all the task's files get their geometry together
+            files = [(unit.path, unit.byte_range, unit.sha256) for unit in batch]
+            results = list(zip(batch, features.cath_files_rows(files, labels, max_length), strict=True))
+        else:
+            results = [(unit, features.qfit_file_rows(unit.path)) for unit in batch]
     rows = [row for _, result in results for row in result.rows]
     try:
         tables = [shards.rows_to_table(kind, rows)] if rows else []
