@@ -186,6 +186,35 @@ def test_values_equal_core_geometry_on_the_same_file(cath_run: dict, shared_data
         np.testing.assert_array_equal(atoms[chain.mask], chain.positions[chain.mask])
 
 
+def test_rows_do_not_depend_on_which_files_share_a_task(dompdb_files: list[Path], tmp_path: Path) -> None:
+    # A task computes the geometry of all its chains in one call: a chain's row must be the same
+    # bits whatever else is in the call (so a dataset does not depend on workers or resume point).
+    bad = tmp_path / "9bad" / "1xyzA00"
+    bad.parent.mkdir()
+    bad.write_text("not a structure\n")
+    files = [*dompdb_files[:7], bad, *dompdb_files[7:]]
+    together = features.cath_files_rows([(p, None, None) for p in files], max_length=300)
+    rng = np.random.default_rng(0)
+    for k, path in enumerate(files):
+        alone = features.cath_file_rows(path, max_length=300)
+        with_others = together[k]
+        assert [vars(r) for r in alone.rejects] == [vars(r) for r in with_others.rejects]
+        assert len(alone.rows) == len(with_others.rows)
+        for a, b in zip(alone.rows, with_others.rows, strict=True):
+            assert a.keys() == b.keys()
+            for key in a:
+                if isinstance(a[key], np.ndarray):
+                    np.testing.assert_array_equal(a[key], b[key])
+                else:
+                    assert a[key] == b[key]
+    order = rng.permutation(len(files))
+    shuffled = features.cath_files_rows([(files[i], None, None) for i in order])
+    for i, result in zip(order, shuffled, strict=True):
+        for a, b in zip(features.cath_file_rows(files[i]).rows, result.rows, strict=True):
+            for key in ("phi", "psi", "omega", "chi", "frame_rot"):
+                np.testing.assert_array_equal(a[key], b[key])
+
+
 def test_json_rows_are_backbone_only_and_match_geometry(cath_run: dict, shared_data: Path) -> None:
     rows = {r["id"]: r for r in shards.read_table(cath_run["out"]).to_pylist()}
     ts50 = json.loads((shared_data / "cath" / "ts50" / "ts50.json").read_text())
