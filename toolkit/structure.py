@@ -243,6 +243,7 @@ def _chain_arrays(
     starts: list[int] = []  # flat rows [start, start + count) of each kept record, with its group
     counts: list[int] = []
     group_of: list[int] = []
+    renamed: list[int] = []  # kept records of modified residues whose atoms need renaming
     for residue in chain:
         name = residue.name
         count = len(residue)
@@ -253,6 +254,8 @@ def _chain_arrays(
             if not groups or (groups[-1][1], groups[-1][2]) != key:
                 groups.append((parent, key[0], key[1], name))
             if name == groups[-1][3]:  # a record of another name in the group is not read
+                if name in _RENAMED_RESIDUES and name not in THREE_TO_ONE:
+                    renamed.append(len(starts))
                 starts.append(offset)
                 counts.append(count)
                 group_of.append(len(groups) - 1)
@@ -269,12 +272,11 @@ def _chain_arrays(
     )
     residue_of = np.repeat(np.asarray(group_of, dtype=np.int64), counts_arr)
     slot = flat.slots(rows)
-    for g, b, count in zip(group_of, begin.tolist(), counts, strict=True):
-        first_name = groups[g][3]
-        if first_name in _RENAMED_RESIDUES and first_name not in THREE_TO_ONE:
-            for k in range(b, b + count):
-                name = flat.name(int(rows[k]))
-                slot[k] = ATOM37_INDEX.get(_RENAMED_ATOMS.get((first_name, name), name), -1)
+    for record in renamed:
+        first_name, b = groups[group_of[record]][3], int(begin[record])
+        for k in range(b, b + counts[record]):
+            name = flat.name(int(rows[k]))
+            slot[k] = ATOM37_INDEX.get(_RENAMED_ATOMS.get((first_name, name), name), -1)
     keep = slot >= 0  # hydrogens (removed already), OXT-like extras, ligand atoms have no slot
     rows, residue_of, slot = rows[keep], residue_of[keep], slot[keep]
     atoms = _AtomTable(
@@ -307,16 +309,18 @@ def _chain_arrays(
     # Primary conformer: blank atoms, plus the altloc with the highest mean heavy-atom occupancy
     # (first label on ties; means rounded to 1e-4 since occupancies are written with two decimals
     # and float sums must not break ties); a slot only other altlocs fill takes the first of them.
-    primary = [
-        max(labels, key=lambda a, i=i: round(sums[(i, a)][0] / sums[(i, a)][1], 4)) if labels else ""
-        for i, labels in enumerate(per_residue_labels)
-    ]
-    primary_label = np.asarray(primary, dtype="<U1")[atoms.residue]
-    rank = np.where(~named, 0, np.where(atoms.label == primary_label, 1, 2))
-    order = np.lexsort((np.arange(len(rank)), rank, atoms.slot, atoms.residue))
+    if sums:
+        primary = [
+            max(labels, key=lambda a, i=i: round(sums[(i, a)][0] / sums[(i, a)][1], 4)) if labels else ""
+            for i, labels in enumerate(per_residue_labels)
+        ]
+        primary_label = np.asarray(primary, dtype="<U1")[atoms.residue]
+        rank = np.where(~named, 0, np.where(atoms.label == primary_label, 1, 2))
+        order = np.lexsort((np.arange(len(rank)), rank, atoms.slot, atoms.residue))
+    else:  # no altlocs: every rank is 0, so the same order is a stable sort by (residue, slot)
+        order = np.argsort(atoms.residue * NUM_ATOMS + atoms.slot, kind="stable")
     cell = atoms.residue[order] * NUM_ATOMS + atoms.slot[order]
-    _, first = np.unique(cell, return_index=True)
-    chosen = order[first]
+    chosen = order[np.diff(cell, prepend=-1) != 0]  # cell is sorted: the first atom of each cell
 
     positions = np.full((n, NUM_ATOMS, 3), np.nan, dtype=np.float32)
     bfactor = np.full((n, NUM_ATOMS), np.nan, dtype=np.float32)
@@ -370,10 +374,11 @@ class _FlatAtoms:
     def slots(self, rows: np.ndarray) -> np.ndarray:
         """``[len(rows)]`` int64 atom37 slot of each row's atom name, −1 for names not in atom37."""
         if self._slots is None:  # one dictionary look-up per distinct name in the structure
-            unique, inverse = np.unique(self._names, return_inverse=True)
-            lookup = np.asarray(
-                [ATOM37_INDEX.get(u.decode("latin-1"), -1) for u in unique.tolist()], dtype=np.int64
-            )
+            # the 8 name bytes as one integer: equal names ⇔ equal integers, and ints sort fast
+            keys = self._names.view(np.uint64)
+            unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            names = self._names[first].tolist()
+            lookup = np.asarray([ATOM37_INDEX.get(u.decode("latin-1"), -1) for u in names], dtype=np.int64)
             self._slots = lookup[inverse.reshape(-1)]
         return self._slots[rows]
 
@@ -382,7 +387,10 @@ class _FlatAtoms:
 
     def labels(self, rows: np.ndarray) -> np.ndarray:
         """``[len(rows)]`` altloc letters as ``<U1`` (``""`` where blank)."""
-        return self._altloc[rows].view(np.uint8).view("S1").astype("<U1")
+        altloc = self._altloc[rows]
+        if not altloc.any():
+            return np.zeros(len(rows), dtype="<U1")  # "" everywhere
+        return altloc.view(np.uint8).view("S1").astype("<U1")
 
 
 def _conformers(per_residue_labels: list[list[str]], atoms: _AtomTable) -> Conformers:
