@@ -235,37 +235,53 @@ static uint64_t splitmix64(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-/* Squared distances of all residues under (rot, trans); records TM and/or GDT maxima. */
+/* Squared distances of all residues under (rot, trans) into p->d2, in one pass that also sums
+ * the TM-score and counts residues under the GDT cutoffs; records their maxima where asked. */
 PTK_INLINE void score(pair_t *p, const double rot[9], const double trans[3], int want_tm, int want_gdt) {
     const int64_t n = p->n;
     const double *x0 = p->x, *x1 = p->x + n, *x2 = p->x + 2 * n;
     const double *y0 = p->y, *y1 = p->y + n, *y2 = p->y + 2 * n;
     double *d2 = p->d2;
-#pragma omp simd
-    for (int64_t i = 0; i < n; i++) {
-        double e0 = rot[0] * x0[i] + rot[1] * x1[i] + rot[2] * x2[i] + trans[0] - y0[i];
-        double e1 = rot[3] * x0[i] + rot[4] * x1[i] + rot[5] * x2[i] + trans[1] - y1[i];
-        double e2 = rot[6] * x0[i] + rot[7] * x1[i] + rot[8] * x2[i] + trans[2] - y2[i];
-        d2[i] = e0 * e0 + e1 * e1 + e2 * e2;
-    }
-    if (want_tm) {
-        double s = 0.0, k = p->inv_d0sq;
-#pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < n; i++) s += 1.0 / (1.0 + d2[i] * k);
-        s /= p->norm;
-        if (s > p->best_tm) p->best_tm = s;
-    }
-    if (want_gdt) {
-        double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0, c4 = 0.0; /* exact: whole numbers */
+    const double k = p->inv_d0sq;
+    double tm = 0.0, c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0, c4 = 0.0; /* counts: whole numbers */
+#define PTK_DISTANCE                                                                                  \
+    double e0 = rot[0] * x0[i] + rot[1] * x1[i] + rot[2] * x2[i] + trans[0] - y0[i];                  \
+    double e1 = rot[3] * x0[i] + rot[4] * x1[i] + rot[5] * x2[i] + trans[1] - y1[i];                  \
+    double e2 = rot[6] * x0[i] + rot[7] * x1[i] + rot[8] * x2[i] + trans[2] - y2[i];                  \
+    double d = e0 * e0 + e1 * e1 + e2 * e2;                                                          \
+    d2[i] = d;
+#define PTK_TM tm += 1.0 / (1.0 + d * k);
+#define PTK_GDT                                                                                       \
+    c0 += d < GDT_CUTOFFS_SQ[0] ? 1.0 : 0.0;                                                          \
+    c1 += d < GDT_CUTOFFS_SQ[1] ? 1.0 : 0.0;                                                          \
+    c2 += d < GDT_CUTOFFS_SQ[2] ? 1.0 : 0.0;                                                          \
+    c3 += d < GDT_CUTOFFS_SQ[3] ? 1.0 : 0.0;                                                          \
+    c4 += d < GDT_CUTOFFS_SQ[4] ? 1.0 : 0.0;
+    if (want_tm && want_gdt) {
+#pragma omp simd reduction(+ : tm, c0, c1, c2, c3, c4)
+        for (int64_t i = 0; i < n; i++) {
+            PTK_DISTANCE
+            PTK_TM
+            PTK_GDT
+        }
+    } else if (want_tm) {
+#pragma omp simd reduction(+ : tm)
+        for (int64_t i = 0; i < n; i++) {
+            PTK_DISTANCE
+            PTK_TM
+        }
+    } else {
 #pragma omp simd reduction(+ : c0, c1, c2, c3, c4)
         for (int64_t i = 0; i < n; i++) {
-            double d = d2[i];
-            c0 += d < GDT_CUTOFFS_SQ[0] ? 1.0 : 0.0;
-            c1 += d < GDT_CUTOFFS_SQ[1] ? 1.0 : 0.0;
-            c2 += d < GDT_CUTOFFS_SQ[2] ? 1.0 : 0.0;
-            c3 += d < GDT_CUTOFFS_SQ[3] ? 1.0 : 0.0;
-            c4 += d < GDT_CUTOFFS_SQ[4] ? 1.0 : 0.0;
+            PTK_DISTANCE
+            PTK_GDT
         }
+    }
+#undef PTK_DISTANCE
+#undef PTK_GDT
+#undef PTK_TM
+    if (want_tm && tm / p->norm > p->best_tm) p->best_tm = tm / p->norm;
+    if (want_gdt) {
         const double counts[N_CUTOFFS] = {c0, c1, c2, c3, c4};
         for (int c = 0; c < N_CUTOFFS; c++)
             if ((int64_t)counts[c] > p->best_counts[c]) p->best_counts[c] = (int64_t)counts[c];
