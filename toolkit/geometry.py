@@ -199,12 +199,12 @@ def _chi_quadruples(positions: Tensor, mask: Tensor, aatype: Tensor) -> tuple[li
     aatype = aatype.long().clamp(0, CHI_ATOM37_INDEX.shape[0] - 1)
     index = _table("chi_index", device)[aatype]  # [*b, n, 4, 4]
     defined = _table("chi_defined", device)[aatype]  # [*b, n, 4]
-    masked = torch.where(mask[..., None], positions, torch.full_like(positions, float("nan")))
     flat_index = index.flatten(-2)  # [*b, n, 16]
-    gathered = torch.gather(masked, -2, flat_index[..., None].expand(*flat_index.shape, 3)).unflatten(
-        -2, (4, 4)
-    )  # [*b, n, 4 chi, 4 atoms, 3]
-    return list(gathered.unbind(-2)), defined
+    # Gather the 16 χ atoms first, then blank the absent ones (the same values as masking all 37).
+    gathered = torch.gather(positions, -2, flat_index[..., None].expand(*flat_index.shape, 3))
+    present = torch.gather(mask, -1, flat_index)
+    masked = torch.where(present[..., None], gathered, torch.full_like(gathered, float("nan")))
+    return list(masked.unflatten(-2, (4, 4)).unbind(-2)), defined  # each [*b, n, 4 chi, 3]
 
 
 def _backbone_dict(angle: Tensor, valid: Tensor) -> dict[str, Tensor]:
@@ -258,8 +258,9 @@ def torsion_angles(
     Returns:
         ``phi``/``psi``/``omega`` ``[*b, n]`` with ``_mask``, and ``chi``/``chi_mask`` ``[*b, n, 4]``.
     """
-    masked = torch.where(mask[..., None], positions, torch.full_like(positions, float("nan")))
-    n, ca, c = (masked[..., i, :] for i in (0, 1, 2))  # atom37 slots of N, CA, C
+    backbone = positions[..., :3, :]  # atom37 slots of N, CA, C
+    masked = torch.where(mask[..., :3, None], backbone, torch.full_like(backbone, float("nan")))
+    n, ca, c = masked.unbind(-2)
     chi_quads, defined = _chi_quadruples(positions, mask, aatype)
     quads = [
         torch.cat([bb, chi], dim=-2)
