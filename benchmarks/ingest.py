@@ -64,6 +64,12 @@ def bare_read(paths: list[Path], workers: int) -> tuple[float, int, float]:
         return time.perf_counter() - start, sum(a for a, _ in results), sum(c for _, c in results)
 
 
+def _warm_worker(path: str) -> None:
+    from ptk.pipelines.ingest import Unit, process_batch
+
+    process_batch("cath", [Unit(0, path)])
+
+
 def ingest_steady(paths_dir: Path, out: Path, workers: int) -> tuple[float, int, int, float, float]:
     """(wall s, chains, atoms, worker CPU s, driver+scheduler CPU s) of a run on a started cluster."""
     import logging
@@ -82,6 +88,9 @@ def ingest_steady(paths_dir: Path, out: Path, workers: int) -> tuple[float, int,
     ) as cluster:
         with Client(cluster) as client:
             client.run(lambda: __import__("ptk.features"))  # warm imports (torch) on every worker
+            # One file through the task function on every worker (pyarrow, torch's first ops): the
+            # warm run below reaches one worker only, and a cold one costs ~0.3 s CPU in the run.
+            client.run(_warm_worker, str(next(paths_dir.iterdir())))
             warm = out.parent / f"warm{workers}"
             run_ingest(
                 "cath", [next(paths_dir.iterdir())], warm, scheduler=cluster.scheduler_address, progress=False
