@@ -638,8 +638,10 @@ def lddt(
         d_ref = torch.cdist(ref, ref, compute_mode="donot_use_mm_for_euclid_dist")
         d_pred = torch.cdist(pred, pred, compute_mode="donot_use_mm_for_euclid_dist")
     n = ref.shape[-2]
-    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=ref.device)
-    contacts = (d_ref <= inclusion_radius) & off_diagonal
+    # Each unordered pair once (distances are symmetric bit for bit, so the mean over ordered
+    # pairs, biotite's, is the same).
+    upper = torch.ones(n, n, dtype=torch.bool, device=ref.device).triu_(1)
+    contacts = (d_ref <= inclusion_radius) & upper
     contacts &= ref_ok[..., :, None] & ref_ok[..., None, :]
     total = contacts.sum((-1, -2))
     contacts &= pred_ok[..., :, None] & pred_ok[..., None, :]  # absent residues: counted as lost
