@@ -101,17 +101,14 @@ PTK_INLINE double det3(double a, double b, double c, double d, double e, double 
  * characteristic polynomial from above (Theobald's QCP), the vector from the adjugate of
  * k - lambda I. Returns 0, or -1 where the top eigenvalue is not well separated (the rotation
  * is ill-determined) so that the caller falls back to Jacobi. */
-PTK_INLINE int top_eigenvector(const double k[4][4], double q[4]) {
-    double sq = 0.0, cube = 0.0;
+PTK_INLINE int top_eigenvector(const double k[4][4], double det_s, double q[4]) {
+    /* characteristic polynomial lambda^4 + c2 lambda^2 + c1 lambda + c0 of the traceless k:
+     * c2 = -tr(k^2)/2, c1 = -tr(k^3)/3 (= -8 det S), c0 = det k */
+    double sq = 0.0;
     for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++) {
-            sq += k[i][j] * k[i][j];
-            double kk = 0.0; /* (k^2)_ij */
-            for (int l = 0; l < 4; l++) kk += k[i][l] * k[l][j];
-            cube += kk * k[j][i];
-        }
+        for (int j = 0; j < 4; j++) sq += k[i][j] * k[i][j];
     if (sq == 0.0) return -1;
-    double c2 = -0.5 * sq, c1 = -cube / 3.0;
+    double c2 = -0.5 * sq, c1 = -8.0 * det_s;
     double c0 = k[0][0] * det3(k[1][1], k[1][2], k[1][3], k[2][1], k[2][2], k[2][3], k[3][1], k[3][2], k[3][3]) -
                 k[0][1] * det3(k[1][0], k[1][2], k[1][3], k[2][0], k[2][2], k[2][3], k[3][0], k[3][2], k[3][3]) +
                 k[0][2] * det3(k[1][0], k[1][1], k[1][3], k[2][0], k[2][1], k[2][3], k[3][0], k[3][1], k[3][3]) -
@@ -136,9 +133,10 @@ PTK_INLINE int top_eigenvector(const double k[4][4], double q[4]) {
     double m[4][4];
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++) m[i][j] = k[i][j] - (i == j ? lambda : 0.0);
-    /* columns of adj(m): each is parallel to the eigenvector when lambda is a simple root */
-    double best = -1.0;
-    for (int col = 0; col < 4; col++) {
+    /* Columns of adj(m): each is parallel to the eigenvector when lambda is a simple root. The
+     * first one unless it is small (then the largest). */
+    double best = -1.0, scale = sq * sq * sq; /* |adj| ~ |k|^3 */
+    for (int col = 0; col < 4 && !(col == 1 && best > 1e-6 * scale); col++) {
         double v[4];
         for (int row = 0; row < 4; row++) {
             int r[3], c[3], nr = 0, nc = 0;
@@ -156,7 +154,6 @@ PTK_INLINE int top_eigenvector(const double k[4][4], double q[4]) {
             memcpy(q, v, sizeof(v));
         }
     }
-    double scale = sq * sq * sq; /* |adj| ~ |k|^3 */
     if (!(best > 1e-16 * scale)) return -1;
     return 0;
 }
@@ -178,7 +175,8 @@ PTK_INLINE void superpose(const double *m, double rot[9], double trans[3]) {
         {sxy - syx, szx + sxz, syz + szy, -sxx - syy + szz},
     };
     double q0, q1, q2, q3, q[4] = {1.0, 0.0, 0.0, 0.0};
-    if (top_eigenvector((const double(*)[4])a, q) == 0) {
+    double det_s = sxx * (syy * szz - syz * szy) - sxy * (syx * szz - syz * szx) + sxz * (syx * szy - syy * szx);
+    if (top_eigenvector((const double(*)[4])a, det_s, q) == 0) {
         q0 = q[0], q1 = q[1], q2 = q[2], q3 = q[3];
     } else {
         double v[4][4];
@@ -220,6 +218,7 @@ typedef struct {
     uint8_t *seed[4];     /* [n] kept sets of this seed and the previous one, per stage */
     uint8_t *chain[2];    /* [n] kept sets of the refinement under way */
     uint64_t *wa, *wb;    /* [n] hash weights */
+    uint64_t ha_all, hb_all; /* hashes of the whole set */
     double *scratch;      /* [n] for the third-smallest distance */
     slot_t *table;        /* open addressing, per pair */
     int64_t capacity, used;
@@ -295,61 +294,80 @@ typedef struct {
     uint64_t ha, hb;
 } kept_t;
 
-/* Moments and hashes of `out` from those of `base` by the residues that differ; 0, or -1 (out
- * left incomplete) where more than `limit` differ. Scans 8 residues at a time. */
-PTK_INLINE int update(pair_t *p, kept_t *out, const kept_t *base, int64_t limit) {
+/* Moments and hashes of `out` from a base set's (moments bm, hashes ba, bb) by the residues
+ * whose flag differs from the base's: `before` [n], or `fill` for every residue where `before` is
+ * NULL (the empty or the whole set). Flags are 0 or 1, so a differing byte of u ^ v is 1 and the
+ * differing residues are the set bits (8 residues per word). */
+PTK_INLINE void update(pair_t *p, kept_t *out, const uint8_t *before, uint64_t fill, const double *bm, uint64_t ba,
+                       uint64_t bb) {
     const int64_t n = p->n;
-    const uint8_t *now = out->in, *before = base->in;
+    const uint8_t *now = out->in;
     double m[N_MOMENTS];
-    uint64_t a = base->ha, b = base->hb;
-    memcpy(m, base->m, sizeof(m));
-    int64_t changes = 0;
-    for (int64_t block = 0; block < n; block += 8) {
-        uint64_t u, v;
-        if (block + 8 <= n) {
-            memcpy(&u, now + block, 8);
-            memcpy(&v, before + block, 8);
-            if (u == v) continue;
-        }
-        int64_t stop = block + 8 < n ? block + 8 : n;
-        for (int64_t i = block; i < stop; i++) {
-            if (now[i] == before[i]) continue;
-            if (++changes > limit) return -1;
-            const double *f = p->feat + i * N_MOMENTS;
-            if (now[i]) {
-#pragma omp simd
-                for (int k = 0; k < N_MOMENTS; k++) m[k] += f[k];
-                a += p->wa[i];
-                b += p->wb[i];
-            } else {
-#pragma omp simd
-                for (int k = 0; k < N_MOMENTS; k++) m[k] -= f[k];
-                a -= p->wa[i];
-                b -= p->wb[i];
-            }
+    uint64_t a = ba, b = bb;
+    memcpy(m, bm, sizeof(m));
+#define PTK_APPLY(i)                                                                                  \
+    do {                                                                                              \
+        const double *f = p->feat + (i) * N_MOMENTS;                                                  \
+        if (now[i]) {                                                                                 \
+            for (int k = 0; k < N_MOMENTS; k++) m[k] += f[k];                                         \
+            a += p->wa[i];                                                                            \
+            b += p->wb[i];                                                                            \
+        } else {                                                                                      \
+            for (int k = 0; k < N_MOMENTS; k++) m[k] -= f[k];                                         \
+            a -= p->wa[i];                                                                            \
+            b -= p->wb[i];                                                                            \
+        }                                                                                             \
+    } while (0)
+    const uint64_t fill8 = fill * 0x0101010101010101ULL;
+    int64_t block = 0;
+    for (; block + 8 <= n; block += 8) {
+        uint64_t u, v = fill8;
+        memcpy(&u, now + block, 8);
+        if (before) memcpy(&v, before + block, 8);
+        for (uint64_t x = u ^ v; x; x &= x - 1) {
+            int64_t i = block + (__builtin_ctzll(x) >> 3);
+            PTK_APPLY(i);
         }
     }
+    for (int64_t i = block; i < n; i++)
+        if (now[i] != (before ? before[i] : fill)) PTK_APPLY(i);
+#undef PTK_APPLY
     memcpy(out->m, m, sizeof(m));
     out->ha = a;
     out->hb = b;
-    return 0;
+}
+
+/* Number of residues whose 0/1 flags differ. */
+PTK_INLINE int64_t differences(const uint8_t *now, const uint8_t *before, int64_t n) {
+    int64_t count = 0, block = 0;
+    for (; block + 8 <= n; block += 8) {
+        uint64_t u, v;
+        memcpy(&u, now + block, 8);
+        memcpy(&v, before + block, 8);
+        count += __builtin_popcountll(u ^ v);
+    }
+    for (int64_t i = block; i < n; i++) count += now[i] != before[i];
+    return count;
 }
 
 /* The kept set of the current distances at `cut` (grown by 0.5 A while fewer than 3 of more
- * than 3 residues are kept) into *out. Its moments and hashes are those of `base` (a kept set
- * of the same pair, or NULL) updated by the residues that differ, when few do (a refinement step
- * or the next seed changes a few residues of a set of hundreds); otherwise summed afresh. */
+ * than 3 residues are kept) into *out. Its moments and hashes are updated, residue by residue,
+ * from whichever of `base` (a kept set of the same pair, or NULL), the empty set and the whole
+ * set it differs least from, when that is few residues (a refinement step or the next seed
+ * changes a few residues of a set of hundreds); otherwise summed afresh. */
 PTK_INLINE void keep(pair_t *p, double cut, kept_t *out, const kept_t *base) {
     const int64_t n = p->n;
     uint8_t *kept = out->in;
     const double *d2 = p->d2;
     double cut_sq = cut * cut;
-    int64_t count = 0;
-#pragma omp simd reduction(+ : count)
-    for (int64_t i = 0; i < n; i++) {
-        kept[i] = d2[i] < cut_sq;
-        count += kept[i];
+    for (int64_t i = 0; i < n; i++) kept[i] = d2[i] < cut_sq;
+    int64_t count = 0, block = 0;
+    for (; block + 8 <= n; block += 8) {
+        uint64_t u;
+        memcpy(&u, kept + block, 8);
+        count += __builtin_popcountll(u);
     }
+    for (int64_t i = block; i < n; i++) count += kept[i];
     if (count < 3 && n > 3) {
         /* the third-smallest distance, then the distance grown in 0.5 A steps past it */
         double *s = p->scratch;
@@ -367,9 +385,23 @@ PTK_INLINE void keep(pair_t *p, double cut, kept_t *out, const kept_t *base) {
         third = sqrt(third > 0.0 ? third : 0.0);
         double grown = cut + 0.5 * (floor((third - cut) / 0.5) + 1.0);
         cut_sq = grown * grown;
-        for (int64_t i = 0; i < n; i++) kept[i] = d2[i] < cut_sq;
+        count = 0;
+        for (int64_t i = 0; i < n; i++) count += kept[i] = d2[i] < cut_sq;
     }
-    if (base && update(p, out, base, n / 6) == 0) return;
+    int64_t from_base = base ? differences(kept, base->in, n) : n + 1;
+    int64_t fewest = from_base < count ? from_base : count;
+    if (n - count < fewest) fewest = n - count;
+    if (4 * fewest <= n) {
+        if (fewest == from_base) {
+            update(p, out, base->in, 0, base->m, base->ha, base->hb);
+        } else if (fewest == count) {
+            static const double zero[N_MOMENTS] = {0.0};
+            update(p, out, NULL, 0, zero, 0, 0);
+        } else {
+            update(p, out, NULL, 1, p->prefix + n * N_MOMENTS, p->ha_all, p->hb_all);
+        }
+        return;
+    }
     /* moments: two residues at a time into two sets of accumulators (latency, not throughput,
      * bounds a single chain of vector adds) */
     double acc[2][N_MOMENTS] = {{0.0}};
@@ -566,6 +598,11 @@ PTK_CLONES int ptk_tm_search(int64_t n_pairs, const double *x, const double *y, 
             }
             f[15] = 1.0;
             for (int k = 0; k < N_MOMENTS; k++) p.prefix[N_MOMENTS * (i + 1) + k] = p.prefix[N_MOMENTS * i + k] + f[k];
+        }
+        p.ha_all = p.hb_all = 0;
+        for (int64_t i = 0; i < nb; i++) {
+            p.ha_all += p.wa[i];
+            p.hb_all += p.wb[i];
         }
         memset(p.table, 0, (size_t)p.capacity * sizeof(slot_t));
         p.used = 0;
