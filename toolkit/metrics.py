@@ -631,21 +631,23 @@ def lddt(
         ref_ok = ref_ok & ref_mask.bool()
     elif mask is not None:
         ref_ok = ref_ok & mask.bool()
-    pred = torch.where(pred_ok[..., None], pred, 0).to(torch.float64)
-    ref = torch.where(ref_ok[..., None], ref, 0).to(torch.float64)
+    # Absent residues sit far apart on a line (1e9 Å steps): an absent reference residue is in no
+    # contact, and a contact with an absent predicted residue deviates by ~1e9 Å, so scores 0.
+    n = ref.shape[-2]
+    far = torch.zeros(n, 3, dtype=torch.float64, device=ref.device)
+    far[:, 0] = torch.arange(1, n + 1, dtype=torch.float64, device=ref.device) * 1e9
+    pred = torch.where(pred_ok[..., None], pred.to(torch.float64), far)
+    ref = torch.where(ref_ok[..., None], ref.to(torch.float64), far)
     # A metric, no gradient: cdist's direct (not matrix-product) distances, one fused pass each.
     with torch.no_grad():
         d_ref = torch.cdist(ref, ref, compute_mode="donot_use_mm_for_euclid_dist")
         d_pred = torch.cdist(pred, pred, compute_mode="donot_use_mm_for_euclid_dist")
-    n = ref.shape[-2]
     # Each unordered pair once (distances are symmetric bit for bit, so the mean over ordered
     # pairs, biotite's, is the same).
     upper = torch.ones(n, n, dtype=torch.bool, device=ref.device).triu_(1)
     contacts = (d_ref <= inclusion_radius) & upper
-    contacts &= ref_ok[..., :, None] & ref_ok[..., None, :]
     total = contacts.sum((-1, -2))
-    contacts &= pred_ok[..., :, None] & pred_ok[..., None, :]  # absent residues: counted as lost
-    # Deviations of the scored contacts only (a fraction of all pairs), summed per structure.
+    # Deviations of the contacts only (a fraction of all pairs), summed per structure.
     batch = contacts.shape[:-2]
     where = contacts.reshape(-1, n, n).nonzero(as_tuple=True)
     deviation = (d_pred.reshape(-1, n, n)[where] - d_ref.reshape(-1, n, n)[where]).abs_()
