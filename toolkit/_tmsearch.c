@@ -218,7 +218,6 @@ typedef struct {
     uint8_t *seed[4];     /* [n] kept sets of this seed and the previous one, per stage */
     uint8_t *chain[2];    /* [n] kept sets of the refinement under way */
     uint64_t *wa, *wb;    /* [n] hash weights */
-    uint64_t ha_all, hb_all; /* hashes of the whole set */
     double *scratch;      /* [n] for the third-smallest distance */
     slot_t *table;        /* open addressing, per pair */
     int64_t capacity, used;
@@ -287,36 +286,32 @@ PTK_INLINE void score(pair_t *p, const double rot[9], const double trans[3], int
     }
 }
 
-/* A kept set: its residues (1 / 0 per residue), moments and hashes. */
+/* A kept set: its residues (1 / 0 per residue), their count and hashes, and their moments once
+ * a superposition needs them (has_m). */
 typedef struct {
     uint8_t *in;
     double m[N_MOMENTS];
     uint64_t ha, hb;
+    int64_t count;
+    int has_m;
 } kept_t;
 
-/* Moments and hashes of `out` from a base set's (moments bm, hashes ba, bb) by the residues
- * whose flag differs from the base's: `before` [n], or `fill` for every residue where `before` is
- * NULL (the empty or the whole set). Flags are 0 or 1, so a differing byte of u ^ v is 1 and the
- * differing residues are the set bits (8 residues per word). */
-PTK_INLINE void update(pair_t *p, kept_t *out, const uint8_t *before, uint64_t fill, const double *bm, uint64_t ba,
-                       uint64_t bb) {
+/* Moments of `out` from a base set's (bm) by the residues whose flag differs from the base's:
+ * `before` [n], or `fill` for every residue where `before` is NULL (the empty or the whole set).
+ * Flags are 0 or 1, so a differing byte of u ^ v is 1 and the differing residues are the set
+ * bits (8 residues per word). */
+PTK_INLINE void update(pair_t *p, kept_t *out, const uint8_t *before, uint64_t fill, const double *bm) {
     const int64_t n = p->n;
     const uint8_t *now = out->in;
     double m[N_MOMENTS];
-    uint64_t a = ba, b = bb;
     memcpy(m, bm, sizeof(m));
 #define PTK_APPLY(i)                                                                                  \
     do {                                                                                              \
         const double *f = p->feat + (i) * N_MOMENTS;                                                  \
-        if (now[i]) {                                                                                 \
+        if (now[i])                                                                                   \
             for (int k = 0; k < N_MOMENTS; k++) m[k] += f[k];                                         \
-            a += p->wa[i];                                                                            \
-            b += p->wb[i];                                                                            \
-        } else {                                                                                      \
+        else                                                                                          \
             for (int k = 0; k < N_MOMENTS; k++) m[k] -= f[k];                                         \
-            a -= p->wa[i];                                                                            \
-            b -= p->wb[i];                                                                            \
-        }                                                                                             \
     } while (0)
     const uint64_t fill8 = fill * 0x0101010101010101ULL;
     int64_t block = 0;
@@ -333,8 +328,6 @@ PTK_INLINE void update(pair_t *p, kept_t *out, const uint8_t *before, uint64_t f
         if (now[i] != (before ? before[i] : fill)) PTK_APPLY(i);
 #undef PTK_APPLY
     memcpy(out->m, m, sizeof(m));
-    out->ha = a;
-    out->hb = b;
 }
 
 /* Number of residues whose 0/1 flags differ. */
@@ -351,11 +344,9 @@ PTK_INLINE int64_t differences(const uint8_t *now, const uint8_t *before, int64_
 }
 
 /* The kept set of the current distances at `cut` (grown by 0.5 A while fewer than 3 of more
- * than 3 residues are kept) into *out. Its moments and hashes are updated, residue by residue,
- * from whichever of `base` (a kept set of the same pair, or NULL), the empty set and the whole
- * set it differs least from, when that is few residues (a refinement step or the next seed
- * changes a few residues of a set of hundreds); otherwise summed afresh. */
-PTK_INLINE void keep(pair_t *p, double cut, kept_t *out, const kept_t *base) {
+ * than 3 residues are kept) into *out: flags, count and hashes. Its moments wait for
+ * moments(): a set already refined, or equal to the one before it, never needs them. */
+PTK_INLINE void keep(pair_t *p, double cut, kept_t *out) {
     const int64_t n = p->n;
     uint8_t *kept = out->in;
     const double *d2 = p->d2;
@@ -388,22 +379,50 @@ PTK_INLINE void keep(pair_t *p, double cut, kept_t *out, const kept_t *base) {
         count = 0;
         for (int64_t i = 0; i < n; i++) count += kept[i] = d2[i] < cut_sq;
     }
-    int64_t from_base = base ? differences(kept, base->in, n) : n + 1;
-    int64_t fewest = from_base < count ? from_base : count;
-    if (n - count < fewest) fewest = n - count;
-    if (4 * fewest <= n) {
-        if (fewest == from_base) {
-            update(p, out, base->in, 0, base->m, base->ha, base->hb);
-        } else if (fewest == count) {
-            static const double zero[N_MOMENTS] = {0.0};
-            update(p, out, NULL, 0, zero, 0, 0);
-        } else {
-            update(p, out, NULL, 1, p->prefix + n * N_MOMENTS, p->ha_all, p->hb_all);
+    uint64_t a = 0, b = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t mask = (uint64_t)0 - (uint64_t)kept[i];
+        a += p->wa[i] & mask;
+        b += p->wb[i] & mask;
+    }
+    out->ha = a;
+    out->hb = b;
+    out->count = count;
+    out->has_m = 0;
+}
+
+/* The moments of `out`, updated residue by residue from whichever of the bases (kept sets of
+ * the same pair with moments, or NULL), the empty set and the whole set it differs least from,
+ * when that is few residues (a refinement step or the next seed changes a few residues of a set
+ * of hundreds); otherwise summed afresh. */
+PTK_INLINE void moments(pair_t *p, kept_t *out, const kept_t *base1, const kept_t *base2) {
+    if (out->has_m) return;
+    const int64_t n = p->n, count = out->count;
+    const uint8_t *kept = out->in;
+    const kept_t *base = NULL;
+    int64_t fewest = count < n - count ? count : n - count;
+    const kept_t *bases[2] = {base1, base2};
+    for (int k = 0; k < 2; k++) {
+        if (!bases[k] || !bases[k]->has_m) continue;
+        int64_t d = differences(kept, bases[k]->in, n);
+        if (d < fewest) {
+            fewest = d;
+            base = bases[k];
         }
+    }
+    out->has_m = 1;
+    if (4 * fewest <= n) {
+        static const double zero[N_MOMENTS] = {0.0};
+        if (base)
+            update(p, out, base->in, 0, base->m);
+        else if (fewest == count)
+            update(p, out, NULL, 0, zero);
+        else
+            update(p, out, NULL, 1, p->prefix + n * N_MOMENTS);
         return;
     }
-    /* moments: two residues at a time into two sets of accumulators (latency, not throughput,
-     * bounds a single chain of vector adds) */
+    /* two residues at a time into two sets of accumulators (latency, not throughput, bounds a
+     * single chain of vector adds) */
     double acc[2][N_MOMENTS] = {{0.0}};
     int64_t i = 0;
     for (; i + 1 < n; i += 2) {
@@ -422,14 +441,6 @@ PTK_INLINE void keep(pair_t *p, double cut, kept_t *out, const kept_t *base) {
         for (int k = 0; k < N_MOMENTS; k++) acc[0][k] += k0 * f0[k];
     }
     for (int k = 0; k < N_MOMENTS; k++) out->m[k] = acc[0][k] + acc[1][k];
-    uint64_t a = 0, b = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint64_t mask = (uint64_t)0 - (uint64_t)kept[i];
-        a += p->wa[i] & mask;
-        b += p->wb[i] & mask;
-    }
-    out->ha = a;
-    out->hb = b;
 }
 
 static int table_grow(pair_t *p) {
@@ -470,23 +481,28 @@ static int visited(pair_t *p, uint64_t a, uint64_t b, int iteration) {
     return 0;
 }
 
-/* Refinement chain of one stage from a seed's kept set. */
-PTK_INLINE int refine(pair_t *p, int stage, double cut, int gdt_in_tm_stage, const kept_t *seed) {
+/* Refinement chain of one stage from a seed's kept set (its moments, when needed, from
+ * `near`'s or another nearby set's). */
+PTK_INLINE int refine(pair_t *p, int stage, double cut, int gdt_in_tm_stage, kept_t *seed, const kept_t *near1,
+                      const kept_t *near2) {
     double rot[9], trans[3];
     const uint64_t stage_mix = stage ? 0x9E3779B97F4A7C15ULL : 0;
     kept_t sets[2] = {{.in = p->chain[0]}, {.in = p->chain[1]}};
-    const kept_t *current = seed;
+    kept_t *current = seed;
     for (int iteration = 1; iteration <= N_ITER; iteration++) {
         int seen = visited(p, current->ha ^ stage_mix, current->hb, iteration);
         if (seen < 0) return -1;
         if (seen) return 0;
+        moments(p, current, near1, near2);
         superpose(current->m, rot, trans);
         score(p, rot, trans, stage == 1, stage == 0 || gdt_in_tm_stage);
         p->states++;
         if (iteration == N_ITER) return 0;
         kept_t *next = &sets[iteration & 1];
-        keep(p, cut, next, current);
+        keep(p, cut, next);
         if (next->ha == current->ha && next->hb == current->hb) return 0;
+        near1 = current;
+        near2 = NULL;
         current = next;
     }
     return 0;
@@ -528,13 +544,14 @@ PTK_INLINE int search_pair(pair_t *p, const double cut[4], int64_t step) {
             score(p, rot, trans, 1, 1);
             p->states++;
             /* Both stages' kept sets from the seed's distances (before refine() overwrites
-             * them), each from the previous seed's of this length or the other stage's. */
+             * them); their moments from the previous seed's of this length or each other's. */
             int fresh = start == 0, now = count & 1;
             kept_t *first_now = &first[now], *final_now = &final[now];
-            if (!same) keep(p, cut[0], first_now, fresh ? NULL : &first[!now]);
-            keep(p, cut[2], final_now, !same ? first_now : fresh ? NULL : &final[!now]);
-            if (!same && refine(p, 0, cut[1], 0, first_now)) return -1;
-            if (refine(p, 1, cut[3], same, final_now)) return -1;
+            const kept_t *first_before = fresh ? NULL : &first[!now], *final_before = fresh ? NULL : &final[!now];
+            if (!same) keep(p, cut[0], first_now);
+            keep(p, cut[2], final_now);
+            if (!same && refine(p, 0, cut[1], 0, first_now, first_before, final_before)) return -1;
+            if (refine(p, 1, cut[3], same, final_now, same ? final_before : first_now, final_before)) return -1;
             if (start == last) break;
         }
     }
@@ -598,11 +615,6 @@ PTK_CLONES int ptk_tm_search(int64_t n_pairs, const double *x, const double *y, 
             }
             f[15] = 1.0;
             for (int k = 0; k < N_MOMENTS; k++) p.prefix[N_MOMENTS * (i + 1) + k] = p.prefix[N_MOMENTS * i + k] + f[k];
-        }
-        p.ha_all = p.hb_all = 0;
-        for (int64_t i = 0; i < nb; i++) {
-            p.ha_all += p.wa[i];
-            p.hb_all += p.wb[i];
         }
         memset(p.table, 0, (size_t)p.capacity * sizeof(slot_t));
         p.used = 0;
