@@ -481,8 +481,8 @@ static int visited(pair_t *p, uint64_t a, uint64_t b, int iteration) {
     return 0;
 }
 
-/* Refinement chain of one stage from a seed's kept set (its moments, when needed, from
- * `near`'s or another nearby set's). */
+/* Refinement chain of one stage from a seed's kept set; near1, near2 (or NULL): kept sets of
+ * the same pair that may already have moments, to update the seed set's from. */
 PTK_INLINE int refine(pair_t *p, int stage, double cut, int gdt_in_tm_stage, kept_t *seed, const kept_t *near1,
                       const kept_t *near2) {
     double rot[9], trans[3];
