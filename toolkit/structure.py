@@ -162,7 +162,6 @@ def parent_residue(name: str) -> str | None:
 # Atoms of modified residues whose names differ from the parent's (selenomethionine's Se sits
 # where methionine's S does). Everything else is matched by name against the parent's atoms.
 _RENAMED_ATOMS = {("MSE", "SE"): "SD"}
-_RENAMED_RESIDUES = frozenset(residue for residue, _ in _RENAMED_ATOMS)
 
 
 def read_file_bytes(path: Path, limit: int | None = None) -> bytes:
@@ -235,50 +234,34 @@ def _chain_arrays(
     chain: gemmi.Chain, pdb_id: str, altlocs: bool, flat: _FlatAtoms, offset: int
 ) -> tuple[Chain | None, int]:
     """One chain → :class:`Chain` (None without amino-acid residues), and the flat-table offset
-    of the next chain. ``offset`` is the row of the chain's first atom in ``flat``."""
-    # Group residues by seqid so a residue split over records (microheterogeneity, or
-    # altloc-specific residue records) is one residue; the first record's name wins. Only
-    # residues are visited in Python; the atoms are taken from the flat table by row ranges.
-    groups: list[tuple[str, int, str, str]] = []  # parent, resnum, icode, first record's name
-    starts: list[int] = []  # flat rows [start, start + count) of each kept record, with its group
-    counts: list[int] = []
-    group_of: list[int] = []
-    renamed: list[int] = []  # kept records of modified residues whose atoms need renaming
-    for residue in chain:
-        name = residue.name
-        count = len(residue)
-        parent = parent_residue(name)
-        if parent is not None:
-            seqid = residue.seqid
-            key = (seqid.num, seqid.icode)
-            if not groups or (groups[-1][1], groups[-1][2]) != key:
-                groups.append((parent, key[0], key[1], name))
-            if name == groups[-1][3]:  # a record of another name in the group is not read
-                if name in _RENAMED_RESIDUES and name not in THREE_TO_ONE:
-                    renamed.append(len(starts))
-                starts.append(offset)
-                counts.append(count)
-                group_of.append(len(groups) - 1)
-        offset += count
-    if not groups:
-        return None, offset
+    of the next chain. ``offset`` is the row of the chain's first atom in ``flat``.
 
-    n = len(groups)
-    counts_arr = np.asarray(counts, dtype=np.int64)
-    begin = np.cumsum(counts_arr) - counts_arr  # each record's first position in `rows`
-    # Flat rows of every atom of the kept records, in file order, and their residue (group).
-    rows = np.repeat(np.asarray(starts, dtype=np.int64) - begin, counts_arr) + np.arange(
-        int(counts_arr.sum()), dtype=np.int64
-    )
-    residue_of = np.repeat(np.asarray(group_of, dtype=np.int64), counts_arr)
+    Residues are grouped by seqid so that a residue split over records (microheterogeneity, or
+    altloc-specific residue records) is one residue; the first record's name wins and records
+    of another name at that seqid are not read. Everything is array work on the flat table's
+    rows of the chain (no Python per residue or atom); a residue record with no heavy atom
+    left is not a residue (it has nothing observed)."""
+    stop = offset + chain.count_atom_sites()
+    rows = np.arange(offset, stop, dtype=np.int64)
+    parent = flat.parent_index(rows)  # restype index of the record's parent, −1: not an amino acid
+    amino = parent >= 0
+    if not amino.any():
+        return None, stop
+    rows, parent = rows[amino], parent[amino]
+    resname, resnum, icode = flat.resname_keys[rows], flat.resnums[rows], flat.icodes[rows]
+    # A new residue where the seqid changes between consecutive amino-acid atoms.
+    new = np.empty(len(rows), dtype=bool)
+    new[0] = True
+    np.not_equal(resnum[1:], resnum[:-1], out=new[1:])
+    new[1:] |= icode[1:] != icode[:-1]
+    first = np.flatnonzero(new)
+    residue_of = np.cumsum(new) - 1
+    same_name = resname == resname[first][residue_of]  # atoms of the group's first record name
+    rows, residue_of = rows[same_name], residue_of[same_name]
     slot = flat.slots(rows)
-    for record in renamed:
-        first_name, b = groups[group_of[record]][3], int(begin[record])
-        for k in range(b, b + counts[record]):
-            name = flat.name(int(rows[k]))
-            slot[k] = ATOM37_INDEX.get(_RENAMED_ATOMS.get((first_name, name), name), -1)
-    keep = slot >= 0  # hydrogens (removed already), OXT-like extras, ligand atoms have no slot
+    keep = slot >= 0  # OXT-like extras and atoms of names atom37 has no slot for
     rows, residue_of, slot = rows[keep], residue_of[keep], slot[keep]
+    n = len(first)
     atoms = _AtomTable(
         residue=residue_of,
         slot=slot,
@@ -330,19 +313,20 @@ def _chain_arrays(
     bfactor[r, s] = atoms.bfactor[chosen]
     mask[r, s] = True
 
+    codes = np.where(icode[first] == 32, 0, icode[first]).astype(np.uint8)  # blank: ' ' or NUL
     chain_arrays = Chain(
         pdb_id=pdb_id,
         name=chain.name,
-        aatype=np.asarray([restype_index(g[0]) for g in groups], dtype=np.int8),
-        resname=np.asarray([g[3] for g in groups], dtype=str),
-        resnum=np.asarray([g[1] for g in groups], dtype=np.int32),
-        icode=np.asarray([g[2].strip() for g in groups], dtype=str),
+        aatype=parent[first].astype(np.int8),
+        resname=_text(resname[first]),
+        resnum=resnum[first].astype(np.int32),
+        icode=codes.view("S1").astype("<U1"),  # NUL → ""
         positions=positions,
         mask=mask,
         bfactor=bfactor,
         conformers=_conformers(per_residue_labels, atoms) if altlocs else None,
     )
-    return chain_arrays, offset
+    return chain_arrays, stop
 
 
 @dataclass(frozen=True)
@@ -357,6 +341,22 @@ class _AtomTable:
     bfactor: np.ndarray
 
 
+def _key(name: str) -> np.uint64:
+    """A residue or atom name as the integer its 8 NUL-padded bytes read as (see ``_FlatAtoms``)."""
+    return np.frombuffer(name.encode("latin-1").ljust(8, b"\0"), dtype=np.uint64)[0]
+
+
+def _text(keys: np.ndarray) -> np.ndarray:
+    """Integer name keys (``_key``) → ``<U`` strings (latin-1, as the file's bytes were read)."""
+    raw = np.ascontiguousarray(keys, dtype=np.uint64).view("S8")
+    try:
+        text = raw.astype(str)
+    except UnicodeDecodeError:  # numpy decodes ASCII only
+        text = np.asarray([b.decode("latin-1") for b in raw.tolist()], dtype="<U8")
+    width = int(np.char.str_len(text).max()) if len(text) else 1
+    return text.astype(f"<U{max(width, 1)}")  # as wide as the longest name, as np.asarray makes it
+
+
 class _FlatAtoms:
     """Every atom of a structure as columns (:class:`gemmi.FlatStructure`, one C++ pass), in the
     order of iterating models → chains → residues → atoms, so a chain's atoms are a row range."""
@@ -369,21 +369,39 @@ class _FlatAtoms:
         self._altloc = flat.altlocs  # [N] int8, 0 where blank
         # Atom names as fixed-width bytes (NUL-padded; numpy drops the padding when read).
         self._names = np.ascontiguousarray(flat.atom_names).view("S8")[:, 0]
+        # Residue names, numbers and insertion codes of every atom's residue record; names as
+        # their 8 NUL-padded bytes read as one integer (equal names ⇔ equal keys, fast to compare).
+        self.resname_keys = np.ascontiguousarray(flat.residue_names).view(np.uint64)[:, 0]
+        self.resnums = flat.resnums  # [N] int32
+        self.icodes = flat.icodes  # [N] int8, ' ' where blank
         self._slots: np.ndarray | None = None
+        self._parents: np.ndarray | None = None
 
     def slots(self, rows: np.ndarray) -> np.ndarray:
-        """``[len(rows)]`` int64 atom37 slot of each row's atom name, −1 for names not in atom37."""
+        """``[len(rows)]`` int64 atom37 slot of each row's atom name, −1 for names not in atom37
+        (a modified residue's renamed atoms, such as selenomethionine's SE, take the slot of the
+        parent's atom)."""
         if self._slots is None:  # one dictionary look-up per distinct name in the structure
-            # the 8 name bytes as one integer: equal names ⇔ equal integers, and ints sort fast
             keys = self._names.view(np.uint64)
-            unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-            names = self._names[first].tolist()
-            lookup = np.asarray([ATOM37_INDEX.get(u.decode("latin-1"), -1) for u in names], dtype=np.int64)
+            unique, inverse = np.unique(keys, return_inverse=True)
+            lookup = np.asarray([ATOM37_INDEX.get(u, -1) for u in _text(unique).tolist()], dtype=np.int64)
             self._slots = lookup[inverse.reshape(-1)]
+            for (residue, atom), parent_atom in _RENAMED_ATOMS.items():
+                if residue in THREE_TO_ONE:
+                    continue
+                renamed = (self.resname_keys == _key(residue)) & (keys == _key(atom))
+                self._slots[renamed] = ATOM37_INDEX[parent_atom]
         return self._slots[rows]
 
-    def name(self, row: int) -> str:
-        return self._names[row].decode("latin-1")
+    def parent_index(self, rows: np.ndarray) -> np.ndarray:
+        """``[len(rows)]`` int64 restype index of the parent of each row's residue name
+        (:func:`parent_residue`), −1 where the residue is not an amino acid."""
+        if self._parents is None:  # one look-up per distinct residue name in the structure
+            unique, inverse = np.unique(self.resname_keys, return_inverse=True)
+            parents = [parent_residue(u) for u in _text(unique).tolist()]
+            lookup = np.asarray([-1 if p is None else restype_index(p) for p in parents], dtype=np.int64)
+            self._parents = lookup[inverse.reshape(-1)]
+        return self._parents[rows]
 
     def labels(self, rows: np.ndarray) -> np.ndarray:
         """``[len(rows)]`` altloc letters as ``<U1`` (``""`` where blank)."""
