@@ -37,6 +37,7 @@ exist, or inputs with no structure file at all, are usage errors (exit 2, nothin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -164,6 +165,7 @@ class Packed:
     n_rows: int
     rejects: list[dict[str, Any]]
     n_atoms: int
+    sha256: str | None = None  # of the bytes the worker read (the run's checksum of the input)
 
 
 @dataclass
@@ -220,9 +222,12 @@ def process_batch(
     packed = []
     for k, (unit, result) in enumerate(results):
         rejects = [vars(r) for r in result.rejects]
+        # The input's checksum, taken here (in parallel) rather than by the driver before the
+        # run: from the bytes that were parsed, or hashed now for a file that could not be.
+        sha = unit.sha256 or result.sha256 or _sha256(Path(unit.path))
         if k in bad:
             rejects.append(_reject_dict(unit, "write", bad[k]))
-            packed.append(Packed(unit, 0, rejects, 0))
+            packed.append(Packed(unit, 0, rejects, 0, sha))
             continue
         n_atoms = 0
         for row in result.rows:
@@ -230,7 +235,7 @@ def process_batch(
             if mask is None:
                 mask = np.isfinite(np.asarray(row["backbone"])).all(-1)
             n_atoms += int(np.count_nonzero(mask))
-        packed.append(Packed(unit, len(result.rows), rejects, n_atoms))
+        packed.append(Packed(unit, len(result.rows), rejects, n_atoms, sha))
     import pyarrow as pa
 
     return Batch(packed, pa.concat_tables(tables) if tables else None)
@@ -466,8 +471,13 @@ class _Writer:
         self.parts: list[dict[str, Any]] = []
         self.rejects: list[dict[str, Any]] = []
         self.seen: dict[str, str] = {}
-        self.buffer: list[Any] = []
-        self.buffer_rows = 0
+        # The part being written: its rows are encoded into row groups on a background thread
+        # as they arrive (pyarrow releases the GIL), so writing overlaps the workers' tasks
+        # instead of following them; the part becomes visible only when committed whole.
+        self.part: Any = None  # shards.PartWriter
+        self.buffer_rows = 0  # rows of the current part
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptk-parquet")
+        self._writes: list[Any] = []  # futures of queued row-group writes, in order
         self.part_start = 0
         self.cursor = 0
         self._open = False  # some unit of input `cursor` has been consumed, not all of them
@@ -539,6 +549,8 @@ class _Writer:
         rec = self.inputs[unit.index]
         if unit.chunk == 0:
             rec["rows"], rec["rejects"] = 0, 0
+        if rec["sha256"] is None:  # a fresh run takes each input's checksum from its worker
+            rec["sha256"] = packed.sha256 or _sha256(Path(rec["path"]))
         rejects = [dict(r, input=rec["path"]) for r in packed.rejects]
         if table is not None and table.num_rows:
             keep = []
@@ -567,13 +579,11 @@ class _Writer:
         self._open = True
         while n_rows > self.shard_rows - self.buffer_rows:  # one unit with more rows than a part
             head = self.shard_rows - self.buffer_rows
-            self.buffer.append(table.slice(0, head))
-            self.buffer_rows += head
+            self._append(table.slice(0, head))
             table, n_rows = table.slice(head), n_rows - head
             self._flush()
         if n_rows:
-            self.buffer.append(table)
-            self.buffer_rows += n_rows
+            self._append(table)
         self.rejects.extend(rejects)
         rec["rows"] += kept
         rec["rejects"] += len(rejects)
@@ -582,24 +592,40 @@ class _Writer:
             self._open = False
         return kept
 
+    #: Most row-group writes queued for the background thread before the result loop waits.
+    MAX_QUEUED_WRITES = 16
+
+    def _append(self, table: Any) -> None:
+        """Queue rows for the current part (opened at its first rows)."""
+        if self.part is None:
+            name = self.shards.part_name(len(self.parts))
+            self.part = self.shards.PartWriter(self.out / name, table.schema)
+        self.buffer_rows += table.num_rows
+        self._writes.append(self._io.submit(self.part.write, table))
+        while len(self._writes) > self.MAX_QUEUED_WRITES:
+            self._writes.pop(0).result()
+
+    def _wait_writes(self) -> None:
+        writes, self._writes = self._writes, []
+        for future in writes:
+            future.result()  # re-raises a write's error here
+
     def _flush(self) -> None:
-        """Write the buffer as the next part, then rejects and manifest.
+        """Commit the current part (its last rows, fsync, rename), then rejects and manifest.
 
         A part records the inputs it holds rows of (``inputs``: [first, end)), the number of
         inputs complete when it was written (``complete_through``) and whether it ends at a
         file boundary (``boundary``: no input is half-consumed, so a resume may cut here).
         """
-        import pyarrow as pa
-
-        if not self.buffer:
+        if self.part is None:
             return
-        table = pa.concat_tables(self.buffer)
-        name = self.shards.part_name(len(self.parts))
-        self.shards.write_parquet_atomic(table, self.out / name)
+        self._wait_writes()
+        self.part.commit()  # on failure close() drops its temporary file
+        part, self.part = self.part, None
         self.parts.append(
             {
-                "file": name,
-                "rows": table.num_rows,
+                "file": part.path.name,
+                "rows": self.buffer_rows,
                 "inputs": [self.part_start, self.cursor + int(self._open)],
                 "complete_through": self.cursor,
                 "boundary": not self._open,
@@ -607,8 +633,17 @@ class _Writer:
         )
         self.new_parts += 1
         self.part_start = self.cursor
-        self.buffer, self.buffer_rows = [], 0
+        self.buffer_rows = 0
         self._write_state(complete=False)
+
+    def close(self) -> None:
+        """Stop the write thread; an uncommitted part (a failed or interrupted run) is dropped."""
+        with contextlib.suppress(BaseException):
+            self._wait_writes()
+        if self.part is not None:
+            self.part.abort()
+            self.part = None
+        self._io.shutdown(wait=True)
 
     def finish(self) -> None:
         self._flush()
@@ -674,6 +709,8 @@ def _units(index: int, rec: dict[str, Any]) -> list[Unit]:
         size = 0
     if not path.name.lower().endswith(".jsonl") or size <= JSONL_CHUNK_BYTES:
         return [Unit(index, rec["path"])]
+    if rec["sha256"] is None:  # every chunk's task needs the whole file's checksum
+        rec["sha256"] = _sha256(path)
     starts = [0]
     with path.open("rb") as fh:
         while True:
@@ -766,8 +803,12 @@ def run_ingest(
             max_length=max_length, splits=_file_options(splits), cath_list=_file_options(cath_list)
         )
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        digests = list(pool.map(_sha256, found.files))
+    # Checksums: a resume compares them with the manifest's before anything is scheduled; a
+    # fresh run has nothing to compare, and takes each one from the worker that reads the file.
+    digests: list[str | None] = [None] * len(found.files)
+    if (out / shards.MANIFEST_NAME).is_file():
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            digests = list(pool.map(_sha256, found.files))
     records = [
         {"path": str(p), "abspath": os.path.abspath(p), "sha256": d, "rows": None, "rejects": None}
         for p, d in zip(found.files, digests, strict=True)
@@ -782,60 +823,85 @@ def run_ingest(
         writer = _Writer(
             kind, out, records, options, command or "", shard_rows, [str(p) for p in found.skipped]
         )
-        start, changed = 0, []
-        manifest_path = out / shards.MANIFEST_NAME
-        if manifest_path.exists():
-            manifest = shards.read_manifest(out)
-            if manifest["kind"] != kind:
-                raise click.UsageError(f"{out} holds {manifest['kind']} shards; use another --out for {kind}")
-            diffs = _same_options(manifest.get("options", {}), options)
-            if diffs:
-                flags = ", ".join("--" + d.replace("_", "-") for d in diffs)
-                raise click.UsageError(
-                    f"{out} was written with different options ({flags}); "
-                    "use a new --out, or remove the folder to rebuild it"
-                )
-            start, changed = writer.resume(manifest)
-            if changed:
-                click.echo(
-                    f"ptk: {len(changed)} input(s) changed since {out} was written (first: {changed[0]}); "
-                    f"re-processing from input {start + 1} of {len(records)}",
-                    err=True,
-                )
-        elif any(p.name not in (".lock",) for p in out.iterdir()):
-            raise click.UsageError(
-                f"--out {out} is not empty and holds no {shards.MANIFEST_NAME}; choose an empty or new folder"
+        try:
+            summary = _run(
+                writer, records, found, kind, out, options, labels, max_length, scheduler, workers, progress
             )
-        kept_parts = len(writer.parts)
+        finally:
+            writer.close()
+    return dataclasses.replace(summary, seconds=time.perf_counter() - started)
 
-        todo = [unit for i, rec in enumerate(records) if i >= start for unit in _units(i, rec)]
-        show = sys.stderr.isatty() if progress is None else progress
-        processed_rows = processed_atoms = 0
-        if todo:
-            executor = _executor(scheduler, workers, (kind, labels, max_length))
-            try:
-                from tqdm import tqdm
 
-                with tqdm(
-                    total=len(records),
-                    initial=start,
-                    unit="file",
-                    disable=not show,
-                    desc=f"ingest {kind}",
-                    file=sys.stderr,
-                ) as bar:
-                    for batch in executor.map(_batches(todo, executor.n_workers)):
-                        for packed, table in batch.split():
-                            processed_rows += writer.add(packed, table)
-                            processed_atoms += packed.n_atoms
-                            if packed.unit.chunk == packed.unit.n_chunks - 1:
-                                bar.update(1)
-            finally:
-                executor.close()
-            writer.finish()
-        elif not manifest_path.exists() or not shards.read_manifest(out).get("complete"):
-            writer.finish()
-        totals = writer.totals()
+def _run(
+    writer: _Writer,
+    records: list[dict[str, Any]],
+    found: Inputs,
+    kind: str,
+    out: Path,
+    options: dict[str, Any],
+    labels: Any,
+    max_length: int | None,
+    scheduler: str | None,
+    workers: int | None,
+    progress: bool | None,
+) -> Summary:
+    """:func:`run_ingest` from the opened writer on: resume, schedule, write, account."""
+    from ptk import shards
+
+    start, changed = 0, []
+    manifest_path = out / shards.MANIFEST_NAME
+    if manifest_path.exists():
+        manifest = shards.read_manifest(out)
+        if manifest["kind"] != kind:
+            raise click.UsageError(f"{out} holds {manifest['kind']} shards; use another --out for {kind}")
+        diffs = _same_options(manifest.get("options", {}), options)
+        if diffs:
+            flags = ", ".join("--" + d.replace("_", "-") for d in diffs)
+            raise click.UsageError(
+                f"{out} was written with different options ({flags}); "
+                "use a new --out, or remove the folder to rebuild it"
+            )
+        start, changed = writer.resume(manifest)
+        if changed:
+            click.echo(
+                f"ptk: {len(changed)} input(s) changed since {out} was written (first: {changed[0]}); "
+                f"re-processing from input {start + 1} of {len(records)}",
+                err=True,
+            )
+    elif any(p.name not in (".lock",) for p in out.iterdir()):
+        raise click.UsageError(
+            f"--out {out} is not empty and holds no {shards.MANIFEST_NAME}; choose an empty or new folder"
+        )
+    kept_parts = len(writer.parts)
+
+    todo = [unit for i, rec in enumerate(records) if i >= start for unit in _units(i, rec)]
+    show = sys.stderr.isatty() if progress is None else progress
+    processed_rows = processed_atoms = 0
+    if todo:
+        executor = _executor(scheduler, workers, (kind, labels, max_length))
+        try:
+            from tqdm import tqdm
+
+            with tqdm(
+                total=len(records),
+                initial=start,
+                unit="file",
+                disable=not show,
+                desc=f"ingest {kind}",
+                file=sys.stderr,
+            ) as bar:
+                for batch in executor.map(_batches(todo, executor.n_workers)):
+                    for packed, table in batch.split():
+                        processed_rows += writer.add(packed, table)
+                        processed_atoms += packed.n_atoms
+                        if packed.unit.chunk == packed.unit.n_chunks - 1:
+                            bar.update(1)
+        finally:
+            executor.close()
+        writer.finish()
+    elif not manifest_path.exists() or not shards.read_manifest(out).get("complete"):
+        writer.finish()
+    totals = writer.totals()
     return Summary(
         out=out,
         rows=totals["rows"],
@@ -847,7 +913,7 @@ def run_ingest(
         processed_files=len(records) - start,
         processed_rows=processed_rows,
         processed_atoms=processed_atoms,
-        seconds=time.perf_counter() - started,
+        seconds=0.0,  # the caller times the whole run
         changed=changed,
     )
 

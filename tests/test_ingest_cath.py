@@ -316,22 +316,24 @@ def test_rerun_resumes_and_an_interrupted_run_completes_to_the_same_dataset(
     assert _snapshot(fresh) == expected
 
     # A run killed after its second part: the manifest lists two whole parts, no half part.
-    real_write = shards.write_parquet_atomic
+    real_commit = shards.PartWriter.commit
     calls = {"n": 0}
 
-    def dying_write(table, path, **kw):  # noqa: ANN001, ANN003
+    def dying_commit(part):  # noqa: ANN001
         calls["n"] += 1
         if calls["n"] == 3:
-            leftover = Path(path).parent / f".{Path(path).name}.crash.tmp"  # what a crash leaves
+            leftover = part.path.parent / f".{part.path.name}.crash.tmp"  # what a crash leaves
             leftover.write_bytes(b"PAR1 half a part")
             raise KeyboardInterrupt
-        return real_write(table, path, **kw)
+        return real_commit(part)
 
     killed = tmp_path / "killed"
-    monkeypatch.setattr(shards, "write_parquet_atomic", dying_write)
+    monkeypatch.setattr(shards.PartWriter, "commit", dying_commit)
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_ingest("cath", [inputs], killed, scheduler="synchronous", shard_rows=3)
-    monkeypatch.setattr(shards, "write_parquet_atomic", real_write)
+    monkeypatch.setattr(shards.PartWriter, "commit", real_commit)
+    # the interrupted part's own temporary file is gone; only the simulated crash's is left
+    assert [p.name for p in killed.glob(".*.tmp")] == [".part-00002.parquet.crash.tmp"]
     manifest = shards.read_manifest(killed)
     assert not manifest["complete"] and len(manifest["parts"]) == 2
     assert len(shards.CathDataset(killed)) == 6  # readable, holding exactly the whole parts
@@ -422,20 +424,20 @@ def test_large_jsonl_is_split_into_tasks_and_resumes_mid_file(
     assert [p["rows"] for p in parts] == [5, 5, 2] and [p["boundary"] for p in parts] == [False, False, True]
 
     # killed after the first part (mid-file): nothing can be kept, the file is redone whole
-    real_write = shards.write_parquet_atomic
+    real_commit = shards.PartWriter.commit
     calls = {"n": 0}
 
-    def dying_write(table, path, **kw):  # noqa: ANN001, ANN003
+    def dying_commit(part):  # noqa: ANN001
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real_write(table, path, **kw)
+        return real_commit(part)
 
     killed = tmp_path / "killed"
-    monkeypatch.setattr(shards, "write_parquet_atomic", dying_write)
+    monkeypatch.setattr(shards.PartWriter, "commit", dying_commit)
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_ingest("cath", [jsonl], killed, scheduler="synchronous", shard_rows=5)
-    monkeypatch.setattr(shards, "write_parquet_atomic", real_write)
+    monkeypatch.setattr(shards.PartWriter, "commit", real_commit)
     assert len(shards.read_manifest(killed)["parts"]) == 1
     summary = pipeline.run_ingest("cath", [jsonl], killed, scheduler="synchronous", shard_rows=5)
     assert summary.kept_parts == 0 and _snapshot(killed) == _snapshot(whole)

@@ -24,6 +24,7 @@ one chain's tensors; :func:`collate_cath` / :func:`collate_qfit` pad a batch and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -54,6 +55,7 @@ __all__ = [
     "part_name",
     "atomic_write_bytes",
     "write_parquet_atomic",
+    "PartWriter",
     "read_manifest",
     "part_paths",
     "read_table",
@@ -333,30 +335,82 @@ def _string_column_paths(schema: pa.Schema) -> list[str]:
     return paths
 
 
+class PartWriter:
+    """One Parquet part written row group by row group, made visible only when whole.
+
+    Rows go to a temporary file beside ``path`` as they arrive (``write``), in row groups of
+    ``row_group_size`` rows: the same file :func:`write_parquet_atomic` writes from the whole
+    table at once. ``commit`` closes, fsyncs and renames it to ``path``; ``abort`` (or any
+    exception in a ``with`` block) removes it, so a reader never sees half a part.
+
+    Dictionary encoding is used for string columns only: on coordinates, angles and masks it
+    made files larger and took half the write time (the values hardly repeat).
+    """
+
+    def __init__(
+        self, path: str | PathLike[str], schema: pa.Schema, row_group_size: int = ROW_GROUP_ROWS
+    ) -> None:
+        self.path = Path(path)
+        self.row_group_size = row_group_size
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
+            self._tmp, schema, compression="zstd", use_dictionary=_string_column_paths(schema)
+        )
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self.num_rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        """Add rows; every full row group among the rows so far is encoded and written now."""
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self.num_rows += table.num_rows
+        if self._pending_rows >= self.row_group_size:
+            rows = pa.concat_tables(self._pending)
+            full = rows.num_rows - rows.num_rows % self.row_group_size
+            self._writer.write_table(rows.slice(0, full), row_group_size=self.row_group_size)
+            rest = rows.slice(full)
+            self._pending, self._pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def commit(self) -> None:
+        """Write the last rows, then make the part visible at ``path`` (fsync + rename)."""
+        try:
+            if self._pending_rows:
+                self._writer.write_table(pa.concat_tables(self._pending), row_group_size=self.row_group_size)
+            self._writer.close()
+            self._writer = None
+            with open(self._tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the temporary file (nothing becomes visible)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        Path(self._tmp).unlink(missing_ok=True)
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            self.abort()
+
+
 def write_parquet_atomic(
     table: pa.Table, path: str | PathLike[str], row_group_size: int = ROW_GROUP_ROWS
 ) -> None:
-    """Write ``table`` as Parquet at ``path`` atomically (temporary file + fsync + rename).
-
-    Dictionary encoding is used for string columns only: on coordinates, angles and masks it
-    made files larger and took half the write time (the values hardly repeat)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(
-            table,
-            tmp,
-            row_group_size=row_group_size,
-            compression="zstd",
-            use_dictionary=_string_column_paths(table.schema),
-        )
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``table`` as Parquet at ``path`` atomically (:class:`PartWriter`: temporary file,
+    fsync, rename)."""
+    with PartWriter(path, table.schema, row_group_size) as part:
+        part.write(table)
+        part.commit()
 
 
 # --------------------------------------------------------------------------------------------
