@@ -194,16 +194,20 @@ def _parse(path: Path, text: bytes) -> gemmi.Structure:
     head = text[:4096].lstrip()
     if b"\x00" in text[:4096]:
         raise StructureError(path, "binary data, not a PDB or mmCIF file")
+    # gemmi is handed the bytes as they are when they are UTF-8 (a str would be encoded to
+    # UTF-8 again on the way in: the same bytes, for half the parse time again); other files are
+    # read as latin-1 text, so every byte is some character.
+    source: bytes | str = text
     try:
-        decoded = text.decode("utf-8", errors="strict")
+        text.decode("utf-8", errors="strict")
     except UnicodeDecodeError:
-        decoded = text.decode("latin-1")
+        source = text.decode("latin-1")
     try:
         if head.startswith(b"data_") or (head.startswith(b"#") and b"\ndata_" in text[:4096]):
-            doc = gemmi.cif.read_string(decoded)
+            doc = gemmi.cif.read_string(source)
             structure = gemmi.make_structure_from_block(doc.sole_block())
         elif _PDB_RECORD.search(text):
-            structure = gemmi.read_pdb_string(decoded)
+            structure = gemmi.read_pdb_string(source)
         else:
             raise StructureError(path, "not a PDB or mmCIF file (no ATOM/HETATM records, no data_ block)")
     except StructureError:
