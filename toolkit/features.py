@@ -150,9 +150,40 @@ def _contacts(ca: np.ndarray) -> np.ndarray:
     The compact form of the dense map: the diagonal (always a contact) and the lower triangle
     are implied; residues without a Cα have no contacts.
     """
-    dense = geometry.contact_map(_t(ca.astype(np.float32, copy=False)), cutoff=CONTACT_CUTOFF).numpy()
-    i, j = np.nonzero(np.triu(dense, k=1))
-    return np.stack([i, j], axis=-1).astype(np.int32)
+    return _contacts_many([ca])[0]
+
+
+#: Most Cα pairs in one batched :func:`ptk.geometry.contact_map` call of :func:`_contacts_many`.
+CONTACT_BATCH_PAIRS = 1 << 22
+#: :func:`_contacts_many` pads chains to a multiple of this many residues and batches equal
+#: sizes (the map's ops are exactly rounded elementwise, so padding never changes a pair; a
+#: finer step wastes fewer padded pairs, a coarser one makes fewer calls: 16 is fastest here).
+CONTACT_SEGMENT = 16
+
+
+def _contacts_many(cas: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """:func:`_contacts` of several chains (``[n, 3]`` Cα each): chains of the same
+    :data:`CONTACT_SEGMENT`-padded length share one batched call, padded with NaN (no contact),
+    so the pairs are those of one call per chain (the distances are elementwise)."""
+    out: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int32)] * len(cas)
+    by_size: dict[int, list[int]] = {}
+    for k, ca in enumerate(cas):
+        if len(ca):
+            by_size.setdefault(-(-len(ca) // CONTACT_SEGMENT) * CONTACT_SEGMENT, []).append(k)
+    for size, members in by_size.items():
+        step = max(1, CONTACT_BATCH_PAIRS // (size * size))
+        for lo in range(0, len(members), step):
+            chunk = members[lo : lo + step]
+            packed = np.full((len(chunk), size, 3), np.nan, dtype=np.float32)
+            for b, k in enumerate(chunk):
+                packed[b, : len(cas[k])] = cas[k]
+            dense = geometry.contact_map(_t(packed), cutoff=CONTACT_CUTOFF).numpy()
+            b, i, j = np.nonzero(np.triu(dense, k=1))  # row-major: by chain, then (i, j)
+            pairs = np.stack([i, j], axis=-1).astype(np.int32)
+            bounds = np.searchsorted(b, np.arange(len(chunk) + 1)).tolist()
+            for m, k in enumerate(chunk):
+                out[k] = pairs[bounds[m] : bounds[m + 1]]
+    return out
 
 
 def _quality(
@@ -199,13 +230,18 @@ def cath_features(chain: Chain) -> dict[str, object]:
 #: (at least one NaN row after the chain). Every chain then sits at the same place within a
 #: vector of the elementwise kernels whatever else is in the batch, so a chain's values do not
 #: depend on which chains share its call (torch's vectorised and scalar atan2 can differ in the
-#: last bit, and only a tensor's tail takes the scalar path).
-GEOMETRY_SEGMENT = 64
+#: last bit, and only a tensor's tail takes the scalar path). The angles are computed on
+#: ``[residues, 7]`` tensors and torch's vectorised loops take blocks of 2 SIMD vectors (16
+#: floats with AVX2, 32 with AVX-512); 7 is odd, so 32 residues keep every chain at a block
+#: start on both, with less padding than 64 (rows checked bit-equal to 64's on every shared file).
+GEOMETRY_SEGMENT = 32
 #: Most padded residues in one batched geometry call (bounds memory on large inputs).
 GEOMETRY_BATCH_RESIDUES = 16384
 
 
-def _atom_geometry(positions: list[np.ndarray], aatypes: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+def _atom_geometry(
+    positions: list[np.ndarray], masks: list[np.ndarray], aatypes: list[np.ndarray]
+) -> list[dict[str, np.ndarray]]:
     """Frames (:func:`ptk.geometry.backbone_frames`) and φ/ψ/ω/χ
     (:func:`ptk.geometry.torsion_angles`) of several chains, one call of each per batch.
 
@@ -215,6 +251,8 @@ def _atom_geometry(positions: list[np.ndarray], aatypes: list[np.ndarray]) -> li
 
     Args:
         positions: per chain ``[n, 37, 3]`` float32, NaN where absent.
+        masks: per chain ``[n, 37]`` atom present (every absent atom is NaN in ``positions``;
+            a present atom with non-finite coordinates is caught by the geometry's own check).
         aatypes: per chain ``[n]`` int64.
     """
     sizes = [-(-(len(p) + 1) // GEOMETRY_SEGMENT) * GEOMETRY_SEGMENT for p in positions]
@@ -226,14 +264,18 @@ def _atom_geometry(positions: list[np.ndarray], aatypes: list[np.ndarray]) -> li
             total += sizes[stop]
             stop += 1
         packed = np.full((total, NUM_ATOMS, 3), np.nan, dtype=np.float32)
+        mask = np.zeros((total, NUM_ATOMS), dtype=bool)
         aatype = np.zeros(total, dtype=np.int64)
         offsets = np.cumsum([0, *sizes[start:stop]])[:-1].tolist()
-        for o, p, a in zip(offsets, positions[start:stop], aatypes[start:stop], strict=True):
+        for o, p, m, a in zip(
+            offsets, positions[start:stop], masks[start:stop], aatypes[start:stop], strict=True
+        ):
             packed[o : o + len(p)] = p
+            mask[o : o + len(p)] = m
             aatype[o : o + len(p)] = a
         pos = _t(packed)
         rot, trans, valid = geometry.backbone_frames(pos[:, _N], pos[:, _CA], pos[:, _C])
-        angles = geometry.torsion_angles(pos, torch.isfinite(pos).all(-1), _t(aatype))
+        angles = geometry.torsion_angles(pos, _t(mask), _t(aatype))
         columns = {
             "frame_rot": rot.reshape(-1, 9).numpy(),
             "frame_trans": trans.numpy(),
@@ -251,9 +293,11 @@ def cath_features_batch(chains: list[Chain]) -> list[dict[str, object]]:
     computed together (:func:`_atom_geometry`): the same values as one chain at a time, at a
     fraction of the fixed cost of torch's small ops."""
     positions = [np.where(c.mask[..., None], c.positions, np.nan).astype(np.float32) for c in chains]
-    geometries = _atom_geometry(positions, [c.aatype.astype(np.int64) for c in chains])
+    masks = [c.mask.astype(bool, copy=False) for c in chains]
+    geometries = _atom_geometry(positions, masks, [c.aatype.astype(np.int64) for c in chains])
+    contacts = _contacts_many([p[:, _CA] for p in positions])
     rows = []
-    for chain, pos, geom in zip(chains, positions, geometries, strict=True):
+    for chain, pos, geom, pairs in zip(chains, positions, geometries, contacts, strict=True):
         backbone = pos[:, list(BACKBONE_INDICES)]
         chain_break = _breaks(backbone)
         angles = {k: v for k, v in geom.items() if not k.startswith("frame_")}
@@ -270,7 +314,7 @@ def cath_features_batch(chains: list[Chain]) -> list[dict[str, object]]:
             "frame_trans": geom["frame_trans"],
             "frame_mask": geom["frame_mask"],
             **_mask_breaks(angles, chain_break),
-            "contacts": _contacts(backbone[:, 1]),
+            "contacts": pairs,
         }
         row.update(_quality(chain.aatype, chain.resnum, backbone, chain_break))
         rows.append(row)
