@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from os import PathLike
@@ -361,6 +362,42 @@ def _text(keys: np.ndarray) -> np.ndarray:
     return text.astype(f"<U{max(width, 1)}")  # as wide as the longest name, as np.asarray makes it
 
 
+class _KeyTable:
+    """A memo of ``fn(name)`` by name key (``_key``): every key array is answered with one
+    sorted search, and ``fn`` is called once per distinct name this process meets."""
+
+    def __init__(self, fn: Callable[[str], int]) -> None:
+        self.fn = fn
+        self.keys = np.zeros(0, dtype=np.uint64)  # sorted
+        self.values = np.zeros(0, dtype=np.int64)
+
+    def __call__(self, keys: np.ndarray) -> np.ndarray:
+        """``[len(keys)]`` int64 ``fn`` of each key's name."""
+        where = np.searchsorted(self.keys, keys)
+        if len(self.keys):
+            hit = self.keys[np.minimum(where, len(self.keys) - 1)] == keys
+            if hit.all():
+                return self.values[where]
+        new = np.setdiff1d(keys, self.keys)
+        keys_all = np.concatenate([self.keys, new])
+        computed = np.asarray([self.fn(name) for name in _text(new).tolist()], dtype=np.int64)
+        values = np.concatenate([self.values, computed])
+        order = np.argsort(keys_all)
+        self.keys, self.values = keys_all[order], values[order]
+        return self.values[np.searchsorted(self.keys, keys)]
+
+
+def _parent_restype(name: str) -> int:
+    parent = parent_residue(name)
+    return -1 if parent is None else restype_index(parent)
+
+
+#: atom37 slot of an atom name (−1: none), and restype index of a residue name's parent (−1:
+#: not an amino acid), shared by every structure this process reads.
+_ATOM_SLOTS = _KeyTable(lambda name: ATOM37_INDEX.get(name, -1))
+_PARENT_INDEX = _KeyTable(_parent_restype)
+
+
 class _FlatAtoms:
     """Every atom of a structure as columns (:class:`gemmi.FlatStructure`, one C++ pass), in the
     order of iterating models → chains → residues → atoms, so a chain's atoms are a row range."""
@@ -385,11 +422,9 @@ class _FlatAtoms:
         """``[len(rows)]`` int64 atom37 slot of each row's atom name, −1 for names not in atom37
         (a modified residue's renamed atoms, such as selenomethionine's SE, take the slot of the
         parent's atom)."""
-        if self._slots is None:  # one dictionary look-up per distinct name in the structure
+        if self._slots is None:
             keys = self._names.view(np.uint64)
-            unique, inverse = np.unique(keys, return_inverse=True)
-            lookup = np.asarray([ATOM37_INDEX.get(u, -1) for u in _text(unique).tolist()], dtype=np.int64)
-            self._slots = lookup[inverse.reshape(-1)]
+            self._slots = _ATOM_SLOTS(keys)
             for (residue, atom), parent_atom in _RENAMED_ATOMS.items():
                 if residue in THREE_TO_ONE:
                     continue
@@ -400,11 +435,8 @@ class _FlatAtoms:
     def parent_index(self, rows: np.ndarray) -> np.ndarray:
         """``[len(rows)]`` int64 restype index of the parent of each row's residue name
         (:func:`parent_residue`), −1 where the residue is not an amino acid."""
-        if self._parents is None:  # one look-up per distinct residue name in the structure
-            unique, inverse = np.unique(self.resname_keys, return_inverse=True)
-            parents = [parent_residue(u) for u in _text(unique).tolist()]
-            lookup = np.asarray([-1 if p is None else restype_index(p) for p in parents], dtype=np.int64)
-            self._parents = lookup[inverse.reshape(-1)]
+        if self._parents is None:
+            self._parents = _PARENT_INDEX(self.resname_keys)
         return self._parents[rows]
 
     def labels(self, rows: np.ndarray) -> np.ndarray:
