@@ -74,18 +74,11 @@ def ingest_steady(paths_dir: Path, out: Path, workers: int) -> tuple[float, int,
     """(wall s, chains, atoms, worker CPU s, driver+scheduler CPU s) of a run on a started cluster."""
     import logging
 
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    from ptk.pipelines.ingest import run_ingest
+    from ptk.pipelines.ingest import local_cluster, run_ingest
 
-    with LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard": False},
-        silence_logs=logging.ERROR,
-    ) as cluster:
+    with local_cluster(workers, logging.ERROR) as cluster:  # the cluster `ptk ingest` starts
         with Client(cluster) as client:
             client.run(lambda: __import__("ptk.features"))  # warm imports (torch) on every worker
             # One file through the task function on every worker (pyarrow, torch's first ops): the
