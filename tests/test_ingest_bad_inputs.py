@@ -23,6 +23,7 @@ Rejects alone exit 0; usage errors exit non-zero with a message.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -114,6 +115,8 @@ def test_rejects_alone_exit_zero_and_every_file_is_accounted_for(run: dict, bad:
     assert len(rejected) == len(set(rejected))  # one reject per bad file here
     for rec in manifest["inputs"]:  # rows or a reject, never both, never neither
         assert (rec["rows"] > 0) != (rec["path"] in rejected), rec["path"]
+        # the checksum a resume compares: the file's, also for a file that could not be parsed
+        assert rec["sha256"] == hashlib.sha256(Path(rec["path"]).read_bytes()).hexdigest(), rec["path"]
     assert manifest["skipped"] == [str(bad["dir"] / "notes_only" / "README.txt")]
     assert "no structure files in folder" in run["result"].stderr and "notes_only" in run["result"].stderr
     line = run["result"].stdout.strip().splitlines()[-1]

@@ -123,6 +123,39 @@ def test_parts_are_bounded_and_row_groups_small(cath_dir: Path) -> None:
         assert all(meta.row_group(g).num_rows <= shards.ROW_GROUP_ROWS for g in range(meta.num_row_groups))
 
 
+def test_part_writer_builds_the_whole_table_file_and_hides_it_until_committed(
+    cath_dir: Path, tmp_path: Path
+) -> None:
+    table = shards.read_table(cath_dir)
+    whole = tmp_path / "whole.parquet"  # pyarrow's one-shot write of the same table and settings
+    strings = [
+        f"{f.name}.list.element" if f.name == "icode" else f.name
+        for f in table.schema
+        if "string" in str(f.type)
+    ]
+    pq.write_table(
+        table, whole, row_group_size=shards.ROW_GROUP_ROWS, compression="zstd", use_dictionary=strings
+    )
+    part = shards.PartWriter(tmp_path / "part.parquet", table.schema)
+    for start, stop in ((0, 5), (5, 5), (5, 40), (40, 41), (41, table.num_rows)):  # uneven pieces
+        part.write(table.slice(start, stop - start))
+        assert not (tmp_path / "part.parquet").exists()
+    part.commit()
+    meta = pq.ParquetFile(tmp_path / "part.parquet").metadata
+    size, n = shards.ROW_GROUP_ROWS, table.num_rows
+    assert [meta.row_group(g).num_rows for g in range(meta.num_row_groups)] == [
+        min(size, n - k) for k in range(0, n, size)
+    ]
+    assert (tmp_path / "part.parquet").read_bytes() == whole.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part.parquet", "whole.parquet"]
+
+    with pytest.raises(RuntimeError), shards.PartWriter(tmp_path / "failed.parquet", table.schema) as failed:
+        failed.write(table.slice(0, 40))
+        raise RuntimeError("a run dies mid-part")
+    # no temporary file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part.parquet", "whole.parquet"]
+
+
 def test_cath_items_equal_the_features(cath_dir: Path, shared_data: Path) -> None:
     ds = shards.CathDataset(cath_dir)
     assert len(ds) == 70
