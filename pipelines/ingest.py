@@ -37,7 +37,6 @@ exist, or inputs with no structure file at all, are usage errors (exit 2, nothin
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
@@ -657,6 +656,12 @@ class _Writer:
         self.buffer_rows = 0
         self._write_state(complete=False)
 
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Stop the write thread; an uncommitted part (a failed or interrupted run) is dropped."""
         with contextlib.suppress(BaseException):
@@ -841,88 +846,66 @@ def run_ingest(
     with _lock(out):
         for tmp in out.glob(".*.tmp"):
             tmp.unlink()
-        writer = _Writer(
+        with _Writer(
             kind, out, records, options, command or "", shard_rows, [str(p) for p in found.skipped]
-        )
-        try:
-            summary = _run(
-                writer, records, found, kind, out, options, labels, max_length, scheduler, workers, progress
-            )
-        finally:
-            writer.close()
-    return dataclasses.replace(summary, seconds=time.perf_counter() - started)
+        ) as writer:
+            start, changed = 0, []
+            manifest_path = out / shards.MANIFEST_NAME
+            if manifest_path.exists():
+                manifest = shards.read_manifest(out)
+                if manifest["kind"] != kind:
+                    raise click.UsageError(
+                        f"{out} holds {manifest['kind']} shards; use another --out for {kind}"
+                    )
+                diffs = _same_options(manifest.get("options", {}), options)
+                if diffs:
+                    flags = ", ".join("--" + d.replace("_", "-") for d in diffs)
+                    raise click.UsageError(
+                        f"{out} was written with different options ({flags}); "
+                        "use a new --out, or remove the folder to rebuild it"
+                    )
+                start, changed = writer.resume(manifest)
+                if changed:
+                    click.echo(
+                        f"ptk: {len(changed)} input(s) changed since {out} was written "
+                        f"(first: {changed[0]}); re-processing from input {start + 1} of {len(records)}",
+                        err=True,
+                    )
+            elif any(p.name not in (".lock",) for p in out.iterdir()):
+                raise click.UsageError(
+                    f"--out {out} is not empty and holds no {shards.MANIFEST_NAME}; "
+                    "choose an empty or new folder"
+                )
+            kept_parts = len(writer.parts)
 
+            todo = [unit for i, rec in enumerate(records) if i >= start for unit in _units(i, rec)]
+            show = sys.stderr.isatty() if progress is None else progress
+            processed_rows = processed_atoms = 0
+            if todo:
+                executor = _executor(scheduler, workers, (kind, labels, max_length))
+                try:
+                    from tqdm import tqdm
 
-def _run(
-    writer: _Writer,
-    records: list[dict[str, Any]],
-    found: Inputs,
-    kind: str,
-    out: Path,
-    options: dict[str, Any],
-    labels: Any,
-    max_length: int | None,
-    scheduler: str | None,
-    workers: int | None,
-    progress: bool | None,
-) -> Summary:
-    """:func:`run_ingest` from the opened writer on: resume, schedule, write, account."""
-    from ptk import shards
-
-    start, changed = 0, []
-    manifest_path = out / shards.MANIFEST_NAME
-    if manifest_path.exists():
-        manifest = shards.read_manifest(out)
-        if manifest["kind"] != kind:
-            raise click.UsageError(f"{out} holds {manifest['kind']} shards; use another --out for {kind}")
-        diffs = _same_options(manifest.get("options", {}), options)
-        if diffs:
-            flags = ", ".join("--" + d.replace("_", "-") for d in diffs)
-            raise click.UsageError(
-                f"{out} was written with different options ({flags}); "
-                "use a new --out, or remove the folder to rebuild it"
-            )
-        start, changed = writer.resume(manifest)
-        if changed:
-            click.echo(
-                f"ptk: {len(changed)} input(s) changed since {out} was written (first: {changed[0]}); "
-                f"re-processing from input {start + 1} of {len(records)}",
-                err=True,
-            )
-    elif any(p.name not in (".lock",) for p in out.iterdir()):
-        raise click.UsageError(
-            f"--out {out} is not empty and holds no {shards.MANIFEST_NAME}; choose an empty or new folder"
-        )
-    kept_parts = len(writer.parts)
-
-    todo = [unit for i, rec in enumerate(records) if i >= start for unit in _units(i, rec)]
-    show = sys.stderr.isatty() if progress is None else progress
-    processed_rows = processed_atoms = 0
-    if todo:
-        executor = _executor(scheduler, workers, (kind, labels, max_length))
-        try:
-            from tqdm import tqdm
-
-            with tqdm(
-                total=len(records),
-                initial=start,
-                unit="file",
-                disable=not show,
-                desc=f"ingest {kind}",
-                file=sys.stderr,
-            ) as bar:
-                for batch in executor.map(_batches(todo, executor.n_workers)):
-                    for packed, table in batch.split():
-                        processed_rows += writer.add(packed, table)
-                        processed_atoms += packed.n_atoms
-                        if packed.unit.chunk == packed.unit.n_chunks - 1:
-                            bar.update(1)
-        finally:
-            executor.close()
-        writer.finish()
-    elif not manifest_path.exists() or not shards.read_manifest(out).get("complete"):
-        writer.finish()
-    totals = writer.totals()
+                    with tqdm(
+                        total=len(records),
+                        initial=start,
+                        unit="file",
+                        disable=not show,
+                        desc=f"ingest {kind}",
+                        file=sys.stderr,
+                    ) as bar:
+                        for batch in executor.map(_batches(todo, executor.n_workers)):
+                            for packed, table in batch.split():
+                                processed_rows += writer.add(packed, table)
+                                processed_atoms += packed.n_atoms
+                                if packed.unit.chunk == packed.unit.n_chunks - 1:
+                                    bar.update(1)
+                finally:
+                    executor.close()
+                writer.finish()
+            elif not manifest_path.exists() or not shards.read_manifest(out).get("complete"):
+                writer.finish()
+            totals = writer.totals()
     return Summary(
         out=out,
         rows=totals["rows"],
@@ -934,7 +917,7 @@ def _run(
         processed_files=len(records) - start,
         processed_rows=processed_rows,
         processed_atoms=processed_atoms,
-        seconds=0.0,  # the caller times the whole run
+        seconds=time.perf_counter() - started,
         changed=changed,
     )
 
