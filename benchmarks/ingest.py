@@ -7,15 +7,16 @@ times under new domain-style names, so every copy is its own row), then for each
 
 - **bare read**: ``gemmi.read_structure`` of every file (format given, nothing else), spread over
   the same number of processes; the reference rate;
-- **ingest, steady state**: ``run_ingest`` on an already-running local cluster of that many
-  workers (hashing, reading, features, Arrow, Parquet writes, manifest);
+- **ingest, steady state**: ``run_ingest`` on an already-running cluster of that many workers,
+  started as ``ptk ingest`` starts its own (``local_cluster``): reading, checksums, features,
+  Arrow, Parquet writes, manifest;
 - **ingest, end to end**: the ``ptk ingest cath`` command line, cluster start-up included.
 
 Prints chains/s, atoms/s (heavy atoms that reached the shards; bare read: atom sites), the ratio
 ingest/bare (the figure; target ≥ 0.5 per worker), and the 1 → 2 worker scaling. Torch runs one
 thread per worker. Wall-clock rates depend on the machine's load (the run prints
 ``os.getloadavg()``), so CPU seconds per file are printed too: worker processes, and the
-driver process (hashing, Parquet writing, and the local cluster's scheduler) separately.
+driver process (Parquet writing, manifest, and the local cluster's scheduler) separately.
 """
 
 from __future__ import annotations

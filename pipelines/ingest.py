@@ -16,15 +16,18 @@ inputs, schedules that function, and writes and accounts in input order:
   is rejected at stage ``dedupe`` (``DuplicateId``), naming the first source.
 - **Parts.** Rows are written in input order into ``part-NNNNN.parquet`` of at most
   ``--shard-rows`` rows. Each part, then ``rejects.parquet``, then ``_manifest.json`` is
-  written to a temporary name and renamed: the manifest only ever lists whole parts. A large
+  written to a temporary name and renamed: the manifest only ever lists whole parts. A part's
+  row groups are encoded on a background thread as results arrive (``shards.PartWriter``). A large
   uncompressed ``.jsonl`` (chain_set.jsonl) is split into byte ranges at line starts, one task
   each, so one file still spreads over every worker.
 - **Resume.** Re-running the same command on the same ``--out`` keeps every part whose inputs
   are unchanged and does only the rest; the result is the dataset a fresh run would write.
   Inputs are compared by absolute path and sha256: a **changed input is re-processed** — the
   parts from the first changed (or added/removed) input on are dropped and rewritten, and the
-  command says so on stderr. Different options (``--splits``, ``--cath-list``,
-  ``--max-length``, ``--shard-rows``, or the other kind) are a usage error: use a new ``--out``.
+  command says so on stderr. (A resume hashes every input before scheduling; a fresh run
+  records the sha256 each worker takes of the bytes it read.) Different options
+  (``--splits``, ``--cath-list``, ``--max-length``, ``--shard-rows``, or the other kind) are a
+  usage error: use a new ``--out``.
 
 Input discovery: files given explicitly are always read (whatever their name; a file that is
 not a structure becomes a reject). Folders are searched recursively, skipping hidden entries
@@ -495,7 +498,7 @@ class _Writer:
         # as they arrive (pyarrow releases the GIL), so writing overlaps the workers' tasks
         # instead of following them; the part becomes visible only when committed whole.
         self.part: Any = None  # shards.PartWriter
-        self.buffer_rows = 0  # rows of the current part
+        self.part_rows = 0  # rows queued for the current part
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptk-parquet")
         self._writes: list[Any] = []  # futures of queued row-group writes, in order
         self.part_start = 0
@@ -594,11 +597,11 @@ class _Writer:
         n_rows = kept = table.num_rows if table is not None else 0
         # A new file that does not fit starts a new part (a file boundary: resume can cut there);
         # further chunks of a file fill parts exactly, so chunking never changes the layout.
-        if n_rows and self.buffer_rows and self.buffer_rows + n_rows > self.shard_rows and unit.chunk == 0:
+        if n_rows and self.part_rows and self.part_rows + n_rows > self.shard_rows and unit.chunk == 0:
             self._flush()
         self._open = True
-        while n_rows > self.shard_rows - self.buffer_rows:  # one unit with more rows than a part
-            head = self.shard_rows - self.buffer_rows
+        while n_rows > self.shard_rows - self.part_rows:  # one unit with more rows than a part
+            head = self.shard_rows - self.part_rows
             self._append(table.slice(0, head))
             table, n_rows = table.slice(head), n_rows - head
             self._flush()
@@ -620,7 +623,7 @@ class _Writer:
         if self.part is None:
             name = self.shards.part_name(len(self.parts))
             self.part = self.shards.PartWriter(self.out / name, table.schema)
-        self.buffer_rows += table.num_rows
+        self.part_rows += table.num_rows
         self._writes.append(self._io.submit(self.part.write, table))
         while len(self._writes) > self.MAX_QUEUED_WRITES:
             self._writes.pop(0).result()
@@ -645,7 +648,7 @@ class _Writer:
         self.parts.append(
             {
                 "file": part.path.name,
-                "rows": self.buffer_rows,
+                "rows": self.part_rows,
                 "inputs": [self.part_start, self.cursor + int(self._open)],
                 "complete_through": self.cursor,
                 "boundary": not self._open,
@@ -653,7 +656,7 @@ class _Writer:
         )
         self.new_parts += 1
         self.part_start = self.cursor
-        self.buffer_rows = 0
+        self.part_rows = 0
         self._write_state(complete=False)
 
     def __enter__(self) -> _Writer:

@@ -165,7 +165,7 @@ def _contacts_many(cas: Sequence[np.ndarray]) -> list[np.ndarray]:
     """:func:`_contacts` of several chains (``[n, 3]`` Cα each): chains of the same
     :data:`CONTACT_SEGMENT`-padded length share one batched call, padded with NaN (no contact),
     so the pairs are those of one call per chain (the distances are elementwise)."""
-    out: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int32)] * len(cas)
+    out = [np.zeros((0, 2), dtype=np.int32) for _ in cas]
     by_size: dict[int, list[int]] = {}
     for k, ca in enumerate(cas):
         if len(ca):
