@@ -16,7 +16,7 @@ Prints chains/s, atoms/s (heavy atoms that reached the shards; bare read: atom s
 ingest/bare (the figure; target ≥ 0.5 per worker), and the 1 → 2 worker scaling. Torch runs one
 thread per worker. Wall-clock rates depend on the machine's load (the run prints
 ``os.getloadavg()``), so CPU seconds per file are printed too: worker processes, and the
-driver process (Parquet writing, manifest, and the local cluster's scheduler) separately.
+driver process (accounting, renaming parts, manifest, and the local cluster's scheduler) separately.
 """
 
 from __future__ import annotations

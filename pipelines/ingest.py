@@ -14,14 +14,22 @@ inputs, schedules that function, and writes and accounts in input order:
   fail has rows for the good ones and item-level rejects (``item`` = chain/entry) for the rest.
   Ids are unique in a dataset: a chain whose id an earlier input (in input order) already gave
   is rejected at stage ``dedupe`` (``DuplicateId``), naming the first source.
-- **Parts.** Rows are written in input order into ``part-NNNNN.parquet`` of at most
-  ``--shard-rows`` rows. Each part, then ``rejects.parquet``, then ``_manifest.json`` is
-  written to a temporary name and renamed: the manifest only ever lists whole parts. A part's
-  row groups are encoded on a background thread as results arrive (``shards.PartWriter``). A large
-  uncompressed ``.jsonl`` (chain_set.jsonl) is split into byte ranges at line starts, one task
-  each, so one file still spreads over every worker.
+- **Parts.** Consecutive inputs are grouped into tasks (up to ``TASK_UNITS`` files, no more
+  files than ``--shard-rows``, up to ``TASK_BYTES`` of input), formed from the inputs alone, so
+  every cluster and every resume forms the same ones. A task's rows are its own parts, in
+  input order, of at most ``--shard-rows`` rows (:func:`part_layout`): the worker encodes them
+  and writes each as a whole, fsynced file under a hidden temporary name in ``--out``, and
+  this process renames them to ``part-NNNNN.parquet`` in order, after dropping duplicate ids.
+  Rows never travel through this process, so it does not limit how many workers add
+  throughput. (Where the workers cannot write into ``--out``, checked at the start, the rows
+  come back and this process writes the same parts.) ``rejects.parquet`` and
+  ``_manifest.json`` are written to a temporary name and renamed, after every ``--shard-rows``
+  new rows and at the end: the manifest only ever lists whole parts. A large uncompressed
+  ``.jsonl`` (chain_set.jsonl) is split into byte ranges at line starts, so one file still
+  spreads over every worker.
 - **Resume.** Re-running the same command on the same ``--out`` keeps every part whose inputs
-  are unchanged and does only the rest; the result is the dataset a fresh run would write.
+  are unchanged, up to the end of a task, and does only the rest; the result is the dataset a
+  fresh run would write.
   Inputs are compared by absolute path and sha256: a **changed input is re-processed** — the
   parts from the first changed (or added/removed) input on are dropped and rewritten, and the
   command says so on stderr. (A resume hashes every input before scheduling; a fresh run
@@ -40,6 +48,7 @@ exist, or inputs with no structure file at all, are usage errors (exit 2, nothin
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -170,33 +179,110 @@ class Packed:
     sha256: str | None = None  # of the bytes the worker read (the run's checksum of the input)
 
 
+@dataclass(frozen=True)
+class PartFile:
+    """A part a task wrote: a whole, fsynced Parquet file under a temporary name in ``--out``,
+    made ``part-NNNNN.parquet`` by the driver when every earlier part is in place."""
+
+    tmp: str  # file name in the output folder (hidden, ``.tmp``: a run's start sweeps leftovers)
+    rows: int
+    inputs: tuple[int, int]  # [first, end): the inputs whose units this part covers
+    complete_through: int  # inputs complete once this part and every earlier one are in place
+    boundary: bool  # the task's last part and the task ends at a file's end: a resume may cut here
+
+
 @dataclass
 class Batch:
-    """A task's outcome: every unit's account, and all their rows in one Arrow table (unit order).
-
-    One table per task, not per file: building an Arrow table has a fixed cost per column that
-    dominated the per-file work on small files."""
+    """A task's outcome: every unit's account, the rows' ids in unit order, and the rows
+    themselves, either as the parts the task wrote (``parts``) or as one Arrow table (``table``)
+    for the driver to write (when the workers cannot write into ``--out``)."""
 
     packed: list[Packed]
-    table: Any  # pyarrow.Table of the kind's schema, or None when no unit gave rows
+    ids: list[str]
+    table: Any = None  # pyarrow.Table of the kind's schema, or None
+    parts: list[PartFile] = field(default_factory=list)
 
-    def split(self) -> Iterator[tuple[Packed, Any]]:
-        """(unit account, its rows as a zero-copy slice of the table, or None)."""
-        offset = 0
-        for p in self.packed:
-            yield p, (self.table.slice(offset, p.n_rows) if p.n_rows else None)
-            offset += p.n_rows
+
+@dataclass(frozen=True)
+class _Cut:
+    """One part of a task's rows: ``rows[start:stop]``, and what it covers (see PartFile)."""
+
+    start: int
+    stop: int
+    inputs: tuple[int, int]
+    complete_through: int
+    boundary: bool
+
+
+def part_layout(packed: Sequence[Packed], shard_rows: int) -> list[_Cut]:
+    """How a task's rows (its units' rows, in unit order) are cut into parts of at most
+    ``shard_rows`` rows. A part never spans tasks, so the layout follows from the tasks (which
+    depend on the inputs and ``--shard-rows`` only, not on the workers). Within a task, a new
+    file whose rows do not fit starts a new part; a unit with more rows than fit (a large
+    file, a .jsonl chunk) fills parts exactly."""
+    cuts: list[_Cut] = []
+    if not packed:
+        return cuts
+    first = packed[0].unit.index  # the first part also covers the task's rejects before its rows
+    start = row = 0
+
+    def close(stop: int, complete: int, end: int, boundary: bool = False) -> None:
+        nonlocal start, first
+        cuts.append(_Cut(start, stop, (first, end), complete, boundary))
+        start, first = stop, complete
+
+    for p in packed:
+        unit, n = p.unit, p.n_rows
+        if n and row > start and row - start + n > shard_rows and unit.chunk == 0:
+            close(row, unit.index, unit.index)
+        while n > shard_rows - (row - start):
+            head = shard_rows - (row - start)
+            row, n = row + head, n - head
+            close(row, unit.index, unit.index + 1)
+        row += n
+    last = packed[-1].unit
+    whole = last.chunk == last.n_chunks - 1
+    if row > start:  # always, once any unit gave rows: the last part covers the task's end
+        close(row, last.index + whole, last.index + 1, whole)
+    return cuts
+
+
+def write_parts(
+    out: str | os.PathLike[str], table: Any, packed: Sequence[Packed], shard_rows: int
+) -> list[PartFile]:
+    """Write a task's rows as its parts (:func:`part_layout`): each a whole Parquet file, fsynced,
+    under a hidden temporary name in ``out`` that the driver renames into place in order."""
+    import uuid
+
+    from ptk import shards
+
+    token = uuid.uuid4().hex
+    parts = []
+    for k, cut in enumerate(part_layout(packed, shard_rows)):
+        name = f".task-{token}-{k:03d}.parquet.tmp"
+        with shards.PartWriter(Path(out) / name, table.schema) as part:
+            part.write(table.slice(cut.start, cut.stop - cut.start))
+            part.commit()
+        parts.append(PartFile(name, cut.stop - cut.start, cut.inputs, cut.complete_through, cut.boundary))
+    return parts
 
 
 def process_batch(
-    kind: str, batch: Sequence[Unit], labels: Any = None, max_length: int | None = None
+    kind: str,
+    batch: Sequence[Unit],
+    labels: Any = None,
+    max_length: int | None = None,
+    out: str | None = None,
+    shard_rows: int = 0,
 ) -> Batch:
-    """Run the per-file core function on each unit of ``batch`` and pack all rows in one table.
+    """Run the per-file core function on each unit of ``batch``; with ``out``, write the rows as
+    the task's parts there (:func:`write_parts`), else return them as one table.
 
-    This is the Dask task: it reads its files and returns values, nothing else (no writes), so
-    a retried or duplicated task is harmless.
+    This is the Dask task. What it writes is hidden and temporary until the driver renames it,
+    so a retried or duplicated task is harmless (its files are swept at the run's end).
     """
     import numpy as np
+    import pyarrow as pa
     import torch
 
     from ptk import features, shards
@@ -238,9 +324,11 @@ def process_batch(
                 mask = np.isfinite(np.asarray(row["backbone"])).all(-1)
             n_atoms += int(np.count_nonzero(mask))
         packed.append(Packed(unit, len(result.rows), rejects, n_atoms, sha))
-    import pyarrow as pa
-
-    return Batch(packed, pa.concat_tables(tables) if tables else None)
+    table = pa.concat_tables(tables) if tables else None
+    ids = table.column("id").to_pylist() if table is not None else []
+    if out is None or table is None:
+        return Batch(packed, ids, table)
+    return Batch(packed, ids, None, write_parts(out, table, packed, shard_rows))
 
 
 def _reject_dict(unit: Unit, stage: str, exc: BaseException) -> dict[str, Any]:
@@ -263,27 +351,65 @@ class _Synchronous:
         self.fn, self.args = fn, args
 
     def map(self, batches: Iterable[list[Unit]]) -> Iterator[Batch]:
+        kind, labels, max_length, out, shard_rows = self.args
         for batch in batches:
-            yield self.fn(*self.args[:1], batch, *self.args[1:])
+            yield self.fn(kind, batch, labels, max_length, out, shard_rows)
 
     def close(self) -> None:
         pass
 
 
+def _touch(folder: str) -> str | None:
+    """(On a worker.) Create an empty hidden file in ``folder``; its name, or None if it cannot."""
+    import uuid
+
+    name = f".probe-{uuid.uuid4().hex}.tmp"
+    try:
+        Path(folder, name).touch(exist_ok=False)
+    except OSError:
+        return None
+    return name
+
+
+def _workers_share(client: Any, folder: Path) -> bool:
+    """Whether every worker can write into ``folder`` and this process sees what it writes there
+    (a local cluster, or a cluster on a shared file system)."""
+    names = client.run(_touch, str(folder))
+    seen = [name is not None and (folder / name).is_file() for name in names.values()]
+    for name in names.values():
+        if name is not None:
+            (folder / name).unlink(missing_ok=True)
+    return bool(seen) and all(seen)
+
+
 class _Distributed:
     """Submits batches to a dask.distributed client with a bounded window; yields results in
     submission order. A batch whose task fails (a worker died on a file) is retried file by
-    file; a single file that still fails becomes a reject (stage ``worker``)."""
+    file; a single file that still fails becomes a reject (stage ``worker``).
+
+    Workers write their task's parts into ``--out`` themselves when they can (the local
+    cluster, or a cluster on a shared file system), so rows never travel through this process;
+    otherwise they send the rows back and this process writes the same parts."""
 
     def __init__(self, client: Any, cluster: Any, fn: Callable[..., Batch], args: tuple) -> None:
         self.client, self.cluster, self.fn = client, cluster, fn
-        kind, labels, max_length = args
-        self.kind, self.max_length = kind, max_length
+        self.kind, labels, self.max_length, out, self.shard_rows = args
         self.labels = client.scatter(labels, broadcast=True) if labels is not None else None
         self.n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+        self.out: str | None = str(out)
+        if not _workers_share(client, Path(out)):
+            log.warning(
+                "the Dask workers cannot write into %s (not a folder they share with this "
+                "machine): their rows come back here to be written",
+                out,
+            )
+            self.out = None
 
-    def _submit(self, batch: list[Unit]) -> Any:
-        return self.client.submit(self.fn, self.kind, batch, self.labels, self.max_length, pure=False)
+    def _submit(self, batch: list[Unit], write: bool = True) -> Any:
+        out = self.out if write else None
+        return self.client.submit(
+            self.fn, self.kind, batch, self.labels, self.max_length, out, self.shard_rows, pure=False
+        )
 
     def map(self, batches: Iterable[list[Unit]]) -> Iterator[Batch]:
         from distributed import as_completed
@@ -326,6 +452,8 @@ class _Distributed:
         return
 
     def _retry(self, batch: list[Unit], exc: BaseException) -> Batch:
+        """Each unit of a failed task alone; the rows come back, and the driver writes them as the
+        task would have (the same parts)."""
         import pyarrow as pa
 
         packed: list[Packed] = []
@@ -333,7 +461,7 @@ class _Distributed:
         for unit in batch:
             if len(batch) > 1:
                 try:
-                    single = self._submit([unit]).result()
+                    single = self._submit([unit], write=False).result()
                     packed.extend(single.packed)
                     if single.table is not None:
                         tables.append(single.table)
@@ -341,7 +469,8 @@ class _Distributed:
                 except Exception as inner:  # noqa: BLE001
                     exc = inner
             packed.append(Packed(unit, 0, [_reject_dict(unit, "worker", exc)], 0))
-        return Batch(packed, pa.concat_tables(tables) if tables else None)
+        table = pa.concat_tables(tables) if tables else None
+        return Batch(packed, table.column("id").to_pylist() if table is not None else [], table)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -473,7 +602,8 @@ def _lock(out: Path) -> Iterator[None]:
 
 
 class _Writer:
-    """Consumes per-file results in input order; writes parts, rejects and the manifest."""
+    """Consumes task results in input order: accounts every unit, drops duplicate ids, renames the
+    tasks' parts into place, and keeps rejects and the manifest up to date."""
 
     def __init__(
         self,
@@ -494,27 +624,20 @@ class _Writer:
         self.parts: list[dict[str, Any]] = []
         self.rejects: list[dict[str, Any]] = []
         self.seen: dict[str, str] = {}
-        # The part being written: its rows are encoded into row groups on a background thread
-        # as they arrive (pyarrow releases the GIL), so writing overlaps the workers' tasks
-        # instead of following them; the part becomes visible only when committed whole.
-        self.part: Any = None  # shards.PartWriter
-        self.part_rows = 0  # rows queued for the current part
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptk-parquet")
-        self._writes: list[Any] = []  # futures of queued row-group writes, in order
-        self.part_start = 0
         self.cursor = 0
-        self._open = False  # some unit of input `cursor` has been consumed, not all of them
         self.created = datetime.now(UTC).isoformat(timespec="seconds")
         self.new_parts = 0
+        self._unsaved_rows = 0  # rows in parts the manifest does not list yet
+        self._cursor_ends_task = True
 
     # -- resume ---------------------------------------------------------------------------
     def resume(self, manifest: dict[str, Any]) -> tuple[int, list[str]]:
         """Adopt the unchanged prefix of an earlier run; returns (first input to do, changed paths).
 
-        Kept: the parts up to the last one that ends at a file boundary and holds only inputs
-        before the first changed one (inputs are compared by absolute path and sha256). After
-        such a part a fresh run's buffer is empty too, so what follows is written exactly as a
-        fresh run would write it.
+        Kept: the parts up to the last one that ends a task at a file boundary and holds only
+        inputs before the first changed one (inputs are compared by absolute path and sha256).
+        Tasks are formed from the inputs alone, so the tasks from there on are the ones a fresh
+        run forms, and what follows is written exactly as a fresh run would write it.
         """
         import pyarrow.parquet as pq
 
@@ -542,12 +665,13 @@ class _Writer:
                 break
             if part["boundary"]:
                 n_kept = k + 1
-        kept, dropped = parts[:n_kept], parts[n_kept:]
-        resume_at = min([r] + [p["inputs"][0] for p in dropped])
-        self.parts = kept
-        self.part_start = kept[-1]["complete_through"] if kept else 0
+        self.parts = parts[:n_kept]
+        resume_at = self.parts[-1]["complete_through"] if self.parts else 0
+        if n_kept == len(parts) and r >= old_cursor and manifest.get("cursor_ends_task"):
+            resume_at = old_cursor  # the tasks after the last part gave no rows (rejects only)
         self.cursor = resume_at
-        for part in kept:
+        self._cursor_ends_task = True
+        for part in self.parts:
             ids = pq.read_table(self.out / part["file"], columns=["id", "source"])
             for row_id, source in zip(
                 ids.column("id").to_pylist(), ids.column("source").to_pylist(), strict=True
@@ -562,26 +686,30 @@ class _Writer:
         return resume_at, changed
 
     # -- consuming results ----------------------------------------------------------------
-    def add(self, packed: Packed, table: Any) -> int:
-        """Account one unit and its rows (units must arrive in input order); returns rows kept."""
-        import pyarrow as pa
-
-        unit = packed.unit
-        if unit.index != self.cursor:  # internal invariant of the ordered executors
-            raise RuntimeError(f"result for input {unit.index} arrived at input {self.cursor}")
-        rec = self.inputs[unit.index]
-        if unit.chunk == 0:
-            rec["rows"], rec["rejects"] = 0, 0
-        if rec["sha256"] is None:  # a fresh run takes each input's checksum from its worker
-            rec["sha256"] = packed.sha256 or _sha256(Path(rec["path"]))
-        rejects = [dict(r, input=rec["path"]) for r in packed.rejects]
-        if table is not None and table.num_rows:
-            keep = []
-            for row_id in table.column("id").to_pylist():
+    def add(self, batch: Batch) -> int:
+        """Account one task's units (tasks must arrive in input order), put its parts in place;
+        returns the rows kept."""
+        keep: list[bool] = []
+        kept_per_unit = []
+        ids = iter(batch.ids)
+        for packed in batch.packed:
+            unit = packed.unit
+            if unit.index != self.cursor:  # internal invariant of the ordered executors
+                raise RuntimeError(f"result for input {unit.index} arrived at input {self.cursor}")
+            rec = self.inputs[unit.index]
+            if unit.chunk == 0:
+                rec["rows"], rec["rejects"] = 0, 0
+            if rec["sha256"] is None:  # a fresh run takes each input's checksum from its worker
+                rec["sha256"] = packed.sha256 or _sha256(Path(rec["path"]))
+            rejects = [dict(r, input=rec["path"]) for r in packed.rejects]
+            kept = 0
+            for _ in range(packed.n_rows):
+                row_id = next(ids)
                 first = self.seen.get(row_id)
                 keep.append(first is None)
                 if first is None:
                     self.seen[row_id] = rec["path"]
+                    kept += 1
                 else:
                     rejects.append(
                         dict(
@@ -592,97 +720,70 @@ class _Writer:
                             message=f"id {row_id} already written from {first}",
                         )
                     )
+            kept_per_unit.append(kept)
+            self.rejects.extend(rejects)
+            rec["rows"] += kept
+            rec["rejects"] += len(rejects)
+            if unit.chunk == unit.n_chunks - 1:
+                self.cursor = unit.index + 1
+        last = batch.packed[-1].unit
+        self._cursor_ends_task = last.chunk == last.n_chunks - 1
+        parts = batch.parts
+        if not all(keep) or batch.table is not None:
+            # Rows to drop (duplicate ids), or rows the workers could not write: the parts are
+            # (re)written here, laid out as the task would lay out the rows that are kept.
+            table = batch.table if batch.table is not None else self._read(parts)
             if not all(keep):
+                import pyarrow as pa
+
                 table = table.filter(pa.array(keep))
-        n_rows = kept = table.num_rows if table is not None else 0
-        # A new file that does not fit starts a new part (a file boundary: resume can cut there);
-        # further chunks of a file fill parts exactly, so chunking never changes the layout.
-        if n_rows and self.part_rows and self.part_rows + n_rows > self.shard_rows and unit.chunk == 0:
-            self._flush()
-        self._open = True
-        while n_rows > self.shard_rows - self.part_rows:  # one unit with more rows than a part
-            head = self.shard_rows - self.part_rows
-            self._append(table.slice(0, head))
-            table, n_rows = table.slice(head), n_rows - head
-            self._flush()
-        if n_rows:
-            self._append(table)
-        self.rejects.extend(rejects)
-        rec["rows"] += kept
-        rec["rejects"] += len(rejects)
-        if unit.chunk == unit.n_chunks - 1:
-            self.cursor = unit.index + 1
-            self._open = False
-        return kept
-
-    #: Most row-group writes queued for the background thread before the result loop waits.
-    MAX_QUEUED_WRITES = 16
-
-    def _append(self, table: Any) -> None:
-        """Queue rows for the current part (opened at its first rows)."""
-        if self.part is None:
+            self._discard(parts)
+            packed = [
+                dataclasses.replace(p, n_rows=k) for p, k in zip(batch.packed, kept_per_unit, strict=True)
+            ]
+            parts = write_parts(self.out, table, packed, self.shard_rows) if table.num_rows else []
+        for part in parts:
             name = self.shards.part_name(len(self.parts))
-            self.part = self.shards.PartWriter(self.out / name, table.schema)
-        self.part_rows += table.num_rows
-        self._writes.append(self._io.submit(self.part.write, table))
-        while len(self._writes) > self.MAX_QUEUED_WRITES:
-            self._writes.pop(0).result()
+            os.replace(self.out / part.tmp, self.out / name)
+            self.parts.append(
+                {
+                    "file": name,
+                    "rows": part.rows,
+                    "inputs": list(part.inputs),
+                    "complete_through": part.complete_through,
+                    "boundary": part.boundary,
+                }
+            )
+            self.new_parts += 1
+            self._unsaved_rows += part.rows
+        # The manifest (and rejects) are rewritten after at least --shard-rows new rows: as often
+        # as parts of that size would be written, not after every task (a manifest of many
+        # inputs is large). Parts it does not list yet are redone by a resume.
+        if parts and self._unsaved_rows >= self.shard_rows:
+            self._write_state(complete=False)
+        return sum(kept_per_unit)
 
-    def _wait_writes(self) -> None:
-        writes, self._writes = self._writes, []
-        for future in writes:
-            future.result()  # re-raises a write's error here
+    def _read(self, parts: Sequence[PartFile]) -> Any:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-    def _flush(self) -> None:
-        """Commit the current part (its last rows, fsync, rename), then rejects and manifest.
+        return pa.concat_tables([pq.read_table(self.out / part.tmp) for part in parts])
 
-        A part records the inputs it holds rows of (``inputs``: [first, end)), the number of
-        inputs complete when it was written (``complete_through``) and whether it ends at a
-        file boundary (``boundary``: no input is half-consumed, so a resume may cut here).
-        """
-        if self.part is None:
-            return
-        self._wait_writes()
-        self.part.commit()  # on failure close() drops its temporary file
-        part, self.part = self.part, None
-        self.parts.append(
-            {
-                "file": part.path.name,
-                "rows": self.part_rows,
-                "inputs": [self.part_start, self.cursor + int(self._open)],
-                "complete_through": self.cursor,
-                "boundary": not self._open,
-            }
-        )
-        self.new_parts += 1
-        self.part_start = self.cursor
-        self.part_rows = 0
-        self._write_state(complete=False)
-
-    def __enter__(self) -> _Writer:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the write thread; an uncommitted part (a failed or interrupted run) is dropped."""
-        with contextlib.suppress(BaseException):
-            self._wait_writes()
-        if self.part is not None:
-            self.part.abort()
-            self.part = None
-        self._io.shutdown(wait=True)
+    def _discard(self, parts: Sequence[PartFile]) -> None:
+        for part in parts:
+            (self.out / part.tmp).unlink(missing_ok=True)
 
     def finish(self) -> None:
-        self._flush()
         self._write_state(complete=True)
         listed = {p["file"] for p in self.parts}
         for stale in self.out.glob("part-*.parquet"):
             if stale.name not in listed:
                 stale.unlink()
+        for tmp in self.out.glob(".*.tmp"):  # parts of retried or duplicated tasks
+            tmp.unlink(missing_ok=True)
 
     def _write_state(self, complete: bool) -> None:
+        self._unsaved_rows = 0
         table = self.shards.rejects_to_table(self.rejects)
         buf = _parquet_bytes(table)
         self.shards.atomic_write_bytes(self.out / self.shards.REJECTS_NAME, buf)
@@ -696,6 +797,7 @@ class _Writer:
             "updated": datetime.now(UTC).isoformat(timespec="seconds"),
             "complete": complete,
             "cursor": self.cursor,
+            "cursor_ends_task": self._cursor_ends_task,  # a resume may start a task there
             "totals": self.totals(),
             "parts": self.parts,
             "inputs": self.inputs,
@@ -770,13 +872,13 @@ def _unit_bytes(unit: Unit) -> int:
         return 0
 
 
-def _batches(todo: list[Unit], n_workers: int) -> Iterator[list[Unit]]:
-    """Consecutive units grouped into tasks: at least 4 tasks per worker while there are enough
-    units (so workers stay busy to the end), otherwise as large as ``TASK_UNITS`` files or
-    ``TASK_BYTES`` of input allow. Dask's per-task cost (scheduling, transfer, the result's
-    unpacking in this process) is paid per task, so on many small files larger tasks are what
-    lets a second worker add throughput instead of adding driver work."""
-    size = max(1, min(TASK_UNITS, len(todo) // (4 * n_workers)))
+def _batches(todo: list[Unit], shard_rows: int) -> Iterator[list[Unit]]:
+    """Consecutive units grouped into tasks of at most ``TASK_UNITS`` units (and no more units
+    than a part has rows) or ``TASK_BYTES`` of input. Tasks depend on the inputs and
+    ``--shard-rows`` only, never on the workers: a task's rows are its own parts
+    (:func:`part_layout`), so every cluster, and a resume, writes the same dataset. Tasks are
+    cut greedily, so the tasks after any task boundary are the same wherever the cut started."""
+    size = max(1, min(TASK_UNITS, shard_rows))
     batch: list[Unit] = []
     nbytes = 0
     for unit in todo:
@@ -849,66 +951,63 @@ def run_ingest(
     with _lock(out):
         for tmp in out.glob(".*.tmp"):
             tmp.unlink()
-        with _Writer(
+        writer = _Writer(
             kind, out, records, options, command or "", shard_rows, [str(p) for p in found.skipped]
-        ) as writer:
-            start, changed = 0, []
-            manifest_path = out / shards.MANIFEST_NAME
-            if manifest_path.exists():
-                manifest = shards.read_manifest(out)
-                if manifest["kind"] != kind:
-                    raise click.UsageError(
-                        f"{out} holds {manifest['kind']} shards; use another --out for {kind}"
-                    )
-                diffs = _same_options(manifest.get("options", {}), options)
-                if diffs:
-                    flags = ", ".join("--" + d.replace("_", "-") for d in diffs)
-                    raise click.UsageError(
-                        f"{out} was written with different options ({flags}); "
-                        "use a new --out, or remove the folder to rebuild it"
-                    )
-                start, changed = writer.resume(manifest)
-                if changed:
-                    click.echo(
-                        f"ptk: {len(changed)} input(s) changed since {out} was written "
-                        f"(first: {changed[0]}); re-processing from input {start + 1} of {len(records)}",
-                        err=True,
-                    )
-            elif any(p.name not in (".lock",) for p in out.iterdir()):
+        )
+        start, changed = 0, []
+        manifest_path = out / shards.MANIFEST_NAME
+        if manifest_path.exists():
+            manifest = shards.read_manifest(out)
+            if manifest["kind"] != kind:
+                raise click.UsageError(f"{out} holds {manifest['kind']} shards; use another --out for {kind}")
+            diffs = _same_options(manifest.get("options", {}), options)
+            if diffs:
+                flags = ", ".join("--" + d.replace("_", "-") for d in diffs)
                 raise click.UsageError(
-                    f"--out {out} is not empty and holds no {shards.MANIFEST_NAME}; "
-                    "choose an empty or new folder"
+                    f"{out} was written with different options ({flags}); "
+                    "use a new --out, or remove the folder to rebuild it"
                 )
-            kept_parts = len(writer.parts)
+            start, changed = writer.resume(manifest)
+            if changed:
+                click.echo(
+                    f"ptk: {len(changed)} input(s) changed since {out} was written "
+                    f"(first: {changed[0]}); re-processing from input {start + 1} of {len(records)}",
+                    err=True,
+                )
+        elif any(p.name not in (".lock",) for p in out.iterdir()):
+            raise click.UsageError(
+                f"--out {out} is not empty and holds no {shards.MANIFEST_NAME}; choose an empty or new folder"
+            )
+        kept_parts = len(writer.parts)
 
-            todo = [unit for i, rec in enumerate(records) if i >= start for unit in _units(i, rec)]
-            show = sys.stderr.isatty() if progress is None else progress
-            processed_rows = processed_atoms = 0
-            if todo:
-                executor = _executor(scheduler, workers, (kind, labels, max_length))
-                try:
-                    from tqdm import tqdm
+        todo = [unit for i, rec in enumerate(records) if i >= start for unit in _units(i, rec)]
+        show = sys.stderr.isatty() if progress is None else progress
+        processed_rows = processed_atoms = 0
+        if todo:
+            executor = _executor(
+                scheduler, workers, (kind, labels, max_length, os.path.abspath(out), shard_rows)
+            )
+            try:
+                from tqdm import tqdm
 
-                    with tqdm(
-                        total=len(records),
-                        initial=start,
-                        unit="file",
-                        disable=not show,
-                        desc=f"ingest {kind}",
-                        file=sys.stderr,
-                    ) as bar:
-                        for batch in executor.map(_batches(todo, executor.n_workers)):
-                            for packed, table in batch.split():
-                                processed_rows += writer.add(packed, table)
-                                processed_atoms += packed.n_atoms
-                                if packed.unit.chunk == packed.unit.n_chunks - 1:
-                                    bar.update(1)
-                finally:
-                    executor.close()
-                writer.finish()
-            elif not manifest_path.exists() or not shards.read_manifest(out).get("complete"):
-                writer.finish()
-            totals = writer.totals()
+                with tqdm(
+                    total=len(records),
+                    initial=start,
+                    unit="file",
+                    disable=not show,
+                    desc=f"ingest {kind}",
+                    file=sys.stderr,
+                ) as bar:
+                    for batch in executor.map(_batches(todo, shard_rows)):
+                        processed_rows += writer.add(batch)
+                        processed_atoms += sum(p.n_atoms for p in batch.packed)
+                        bar.update(sum(p.unit.chunk == p.unit.n_chunks - 1 for p in batch.packed))
+            finally:
+                executor.close()
+            writer.finish()
+        elif not manifest_path.exists() or not shards.read_manifest(out).get("complete"):
+            writer.finish()
+        totals = writer.totals()
     return Summary(
         out=out,
         rows=totals["rows"],
@@ -956,7 +1055,8 @@ def _common(fn: Callable) -> Callable:
             type=click.IntRange(min=1),
             default=DEFAULT_SHARD_ROWS,
             show_default=True,
-            help="Most rows per part file.",
+            help="Most rows per part file. A part holds one task's rows (up to 32 files or 16 MB "
+            "of input), so parts of small files are smaller.",
         ),
     ]
     for option in reversed(options):

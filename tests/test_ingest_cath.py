@@ -187,6 +187,35 @@ def test_values_equal_core_geometry_on_the_same_file(cath_run: dict, shared_data
         np.testing.assert_array_equal(atoms[chain.mask], chain.positions[chain.mask])
 
 
+def test_part_layout_within_a_task() -> None:
+    from ptk.pipelines.ingest import Packed, Unit, part_layout
+
+    def cuts(units: list[tuple[Unit, int]], shard_rows: int) -> list[tuple]:
+        packed = [Packed(u, n, [], 0) for u, n in units]
+        return [
+            (c.start, c.stop, c.inputs, c.complete_through, c.boundary)
+            for c in part_layout(packed, shard_rows)
+        ]
+
+    # Files 10..14 giving 1, 2, 0 (a reject), 2, 1 rows, parts of 3: file 13 does not fit after
+    # 10 and 11 (3 rows) and starts the second part; the first part covers inputs 10-12 (12
+    # gave no rows), the second runs to the task's end, a file boundary: a resume may cut there.
+    files = [(Unit(10 + k, f"f{k}"), n) for k, n in enumerate([1, 2, 0, 2, 1])]
+    assert cuts(files, 3) == [(0, 3, (10, 13), 13, False), (3, 6, (13, 15), 15, True)]
+    # One file of 7 rows fills parts exactly; only the last one completes it.
+    assert cuts([(Unit(4, "big"), 7)], 3) == [
+        (0, 3, (4, 5), 4, False),
+        (3, 6, (4, 5), 4, False),
+        (6, 7, (4, 5), 5, True),
+    ]
+    # A task that ends inside a .jsonl (chunk 1 of 3) completes no input and is no place to cut.
+    chunks = [(Unit(2, "set.jsonl", k, 3, (10 * k, 10 * k + 10)), 2) for k in range(2)]
+    assert cuts(chunks, 3) == [(0, 3, (2, 3), 2, False), (3, 4, (2, 3), 2, False)]
+    # Rows of a later chunk fill the open part (chunks never start a new part).
+    assert cuts([(Unit(0, "a"), 1), *chunks], 5) == [(0, 5, (0, 3), 2, False)]
+    assert cuts([(Unit(0, "a"), 0)], 3) == []  # no rows, no part
+
+
 def test_rows_do_not_depend_on_which_files_share_a_task(dompdb_files: list[Path], tmp_path: Path) -> None:
     # A task computes the geometry of all its chains in one call: a chain's row must be the same
     # bits whatever else is in the call (so a dataset does not depend on workers or resume point).
@@ -325,6 +354,7 @@ def test_rerun_resumes_and_an_interrupted_run_completes_to_the_same_dataset(
         if calls["n"] == 3:
             leftover = part.path.parent / f".{part.path.name}.crash.tmp"  # what a crash leaves
             leftover.write_bytes(b"PAR1 half a part")
+            calls["leftover"] = leftover.name
             raise KeyboardInterrupt
         return real_commit(part)
 
@@ -334,7 +364,7 @@ def test_rerun_resumes_and_an_interrupted_run_completes_to_the_same_dataset(
         pipeline.run_ingest("cath", [inputs], killed, scheduler="synchronous", shard_rows=3)
     monkeypatch.setattr(shards.PartWriter, "commit", real_commit)
     # the interrupted part's own temporary file is gone; only the simulated crash's is left
-    assert [p.name for p in killed.glob(".*.tmp")] == [".part-00002.parquet.crash.tmp"]
+    assert [p.name for p in killed.glob(".*.tmp")] == [calls["leftover"]]
     manifest = shards.read_manifest(killed)
     assert not manifest["complete"] and len(manifest["parts"]) == 2
     assert len(shards.CathDataset(killed)) == 6  # readable, holding exactly the whole parts
@@ -424,13 +454,13 @@ def test_large_jsonl_is_split_into_tasks_and_resumes_mid_file(
     parts = shards.read_manifest(chunked)["parts"]
     assert [p["rows"] for p in parts] == [5, 5, 2] and [p["boundary"] for p in parts] == [False, False, True]
 
-    # killed after the first part (mid-file): nothing can be kept, the file is redone whole
+    # killed after the first task's two parts (mid-file): nothing can be kept, the file is redone
     real_commit = shards.PartWriter.commit
     calls = {"n": 0}
 
     def dying_commit(part):  # noqa: ANN001
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 3:
             raise KeyboardInterrupt
         return real_commit(part)
 
@@ -439,6 +469,6 @@ def test_large_jsonl_is_split_into_tasks_and_resumes_mid_file(
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_ingest("cath", [jsonl], killed, scheduler="synchronous", shard_rows=5)
     monkeypatch.setattr(shards.PartWriter, "commit", real_commit)
-    assert len(shards.read_manifest(killed)["parts"]) == 1
+    assert len(shards.read_manifest(killed)["parts"]) == 2
     summary = pipeline.run_ingest("cath", [jsonl], killed, scheduler="synchronous", shard_rows=5)
     assert summary.kept_parts == 0 and _snapshot(killed) == _snapshot(whole)

@@ -178,3 +178,27 @@ def test_unreachable_scheduler_is_a_usage_error(tmp_path: Path, shared_data: Pat
         f"tcp://127.0.0.1:{_free_port()}",
     )
     assert proc.returncode == 2 and "cannot reach the Dask scheduler" in proc.stderr
+
+
+def test_workers_that_cannot_write_into_out_send_their_rows_back(
+    cluster: str, reference: tuple, tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distributed import Client
+
+    from ptk.pipelines import ingest as pipeline
+
+    with Client(cluster, timeout="30s") as client:
+        assert pipeline._workers_share(client, tmp_path)
+        # a folder the worker cannot reach (as on a cluster without a shared file system)
+        assert not pipeline._workers_share(client, tmp_path / "only-on-the-driver")
+    assert not list(tmp_path.glob(".probe-*"))
+
+    # Such a cluster's rows come back to this process, which writes the same parts.
+    monkeypatch.setattr(pipeline, "_workers_share", lambda client, folder: False)
+    out = tmp_path / "shards"
+    summary = pipeline.run_ingest(
+        "cath", _inputs(shared_data), out, scheduler=cluster, shard_rows=20, progress=False
+    )
+    assert summary.rows == 58 and summary.rejects == 1
+    assert _dataset(out) == reference
+    assert not list(out.glob(".*.tmp"))
