@@ -202,3 +202,40 @@ def test_workers_that_cannot_write_into_out_send_their_rows_back(
     assert summary.rows == 58 and summary.rejects == 1
     assert _dataset(out) == reference
     assert not list(out.glob(".*.tmp"))
+
+
+def test_a_task_that_dies_is_retried_file_by_file(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distributed import Client, LocalCluster
+
+    from ptk.pipelines import ingest as pipeline
+
+    files = sorted((shared_data / "cath" / "dompdb").iterdir())[:6]
+    poison = str(files[2])  # a good file, but its worker "dies" on it
+    real = pipeline.process_batch
+
+    def dies_on_poison(kind: str, batch: list, *args: object) -> object:
+        if any(unit.path == poison for unit in batch):
+            raise RuntimeError("worker died")
+        return real(kind, batch, *args)
+
+    reference = tmp_path / "sync"
+    pipeline.run_ingest("cath", files, reference, scheduler="synchronous", shard_rows=4, progress=False)
+    monkeypatch.setattr(pipeline, "process_batch", dies_on_poison)
+    out = tmp_path / "shards"
+    # A real scheduler and worker, in this process so that the failing task function reaches it.
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster):
+            summary = pipeline.run_ingest(
+                "cath", files, out, scheduler=cluster.scheduler_address, shard_rows=4, progress=False
+            )
+    assert summary.rows == 5 and summary.rejects == 1
+    (reject,) = shards.read_rejects(out).to_pylist()
+    assert (reject["input"], reject["stage"], reject["message"]) == (poison, "worker", "worker died")
+    # The other files' rows are the synchronous run's, in the same order; no temporary file is left.
+    expected = [row for row in shards.read_table(reference).to_pylist() if row["source"] != poison]
+    assert json.dumps(shards.read_table(out).to_pylist()) == json.dumps(expected)
+    # tasks of 4 files: the retried one's three good files are its part, as if it had not died
+    assert [p["rows"] for p in shards.read_manifest(out)["parts"]] == [3, 2]
+    assert not list(out.glob(".*.tmp"))
