@@ -1,6 +1,6 @@
 """Throughput of ``ptk ingest cath`` beside a bare gemmi read of the same files, same run.
 
-    python benchmarks/ingest.py [--data ../shared/data] [--copies 20] [--workers 1 2]
+    python benchmarks/ingest.py [--data ../shared/data] [--copies 20] [--workers 1 2] [--repeats 3]
 
 Makes a few hundred real input files (the 20 shared CATH dompdb files, each copied ``--copies``
 times under new domain-style names, so every copy is its own row), then for each worker count:
@@ -12,8 +12,13 @@ times under new domain-style names, so every copy is its own row), then for each
   Arrow, Parquet writes, manifest;
 - **ingest, end to end**: the ``ptk ingest cath`` command line, cluster start-up included.
 
+Each measurement is taken ``--repeats`` times (the bare read twice as often: it is short) and
+the fastest is reported, since a shared VM's timings move by tens of percent between runs.
 Prints chains/s, atoms/s (heavy atoms that reached the shards; bare read: atom sites), the ratio
-ingest/bare (the figure; target ≥ 0.5 per worker), and the 1 → 2 worker scaling. Torch runs one
+ingest/bare (the figure; target ≥ 0.5 per worker), and the 1 → 2 worker scaling. Beside them, the
+CPU time of Parquet-encoding the same rows alone, as the parts are encoded: an ingest that only
+read the files and encoded the rows would run at bare / (bare + encode) of the bare read, the
+ceiling the shard format sets on the ratio. Torch runs one
 thread per worker. Wall-clock rates depend on the machine's load (the run prints
 ``os.getloadavg()``), so CPU seconds per file are printed too: worker processes, and the
 driver process (accounting, renaming parts, manifest, and the local cluster's scheduler) separately.
@@ -55,14 +60,20 @@ def _bare(paths: list[str]) -> tuple[int, float]:
     return atoms, time.process_time() - cpu
 
 
-def bare_read(paths: list[Path], workers: int) -> tuple[float, int, float]:
-    """(wall seconds, atom sites, CPU seconds summed over the processes)."""
+def bare_read(paths: list[Path], workers: int, repeats: int) -> tuple[float, int, float]:
+    """(wall seconds, atom sites, CPU seconds summed over the processes) of the fastest of
+    ``repeats`` reads of every file."""
     chunks = [[str(p) for p in paths[i::workers]] for i in range(workers)]
+    best = (float("inf"), 0, 0.0)
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(_bare, [c[:5] for c in chunks]))  # start processes, warm imports
-        start = time.perf_counter()
-        results = list(pool.map(_bare, chunks))
-        return time.perf_counter() - start, sum(a for a, _ in results), sum(c for _, c in results)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            results = list(pool.map(_bare, chunks))
+            wall = time.perf_counter() - start
+            if wall < best[0]:
+                best = (wall, sum(a for a, _ in results), sum(c for _, c in results))
+    return best
 
 
 def _warm_worker(path: str) -> None:
@@ -71,8 +82,11 @@ def _warm_worker(path: str) -> None:
     process_batch("cath", [Unit(0, path)])
 
 
-def ingest_steady(paths_dir: Path, out: Path, workers: int) -> tuple[float, int, int, float, float]:
-    """(wall s, chains, atoms, worker CPU s, driver+scheduler CPU s) of a run on a started cluster."""
+def ingest_steady(
+    paths_dir: Path, out: Path, workers: int, repeats: int
+) -> tuple[float, int, int, float, float]:
+    """(wall s, chains, atoms, worker CPU s, driver+scheduler CPU s) of the fastest of ``repeats``
+    runs on a started cluster (each into a new folder; ``out`` keeps the last)."""
     import logging
 
     from distributed import Client
@@ -89,17 +103,42 @@ def ingest_steady(paths_dir: Path, out: Path, workers: int) -> tuple[float, int,
             run_ingest(
                 "cath", [next(paths_dir.iterdir())], warm, scheduler=cluster.scheduler_address, progress=False
             )
-            cpu0 = client.run(time.process_time)
-            driver0 = time.process_time()
-            start = time.perf_counter()
-            summary = run_ingest(
-                "cath", [paths_dir], out, scheduler=cluster.scheduler_address, progress=False
-            )
-            wall = time.perf_counter() - start
-            driver = time.process_time() - driver0
-            cpu1 = client.run(time.process_time)
-            worker_cpu = sum(cpu1[w] - cpu0[w] for w in cpu0)
-            return wall, summary.processed_rows, summary.processed_atoms, worker_cpu, driver
+            best = (float("inf"), 0, 0, 0.0, 0.0)
+            for _ in range(repeats):
+                if out.exists():
+                    shutil.rmtree(out)
+                cpu0 = client.run(time.process_time)
+                driver0 = time.process_time()
+                start = time.perf_counter()
+                summary = run_ingest(
+                    "cath", [paths_dir], out, scheduler=cluster.scheduler_address, progress=False
+                )
+                wall = time.perf_counter() - start
+                driver = time.process_time() - driver0
+                cpu1 = client.run(time.process_time)
+                worker_cpu = sum(cpu1[w] - cpu0[w] for w in cpu0)
+                if wall < best[0]:
+                    best = (wall, summary.processed_rows, summary.processed_atoms, worker_cpu, driver)
+            return best
+
+
+def encode_only(out: Path, repeats: int = 5) -> float:
+    """CPU seconds (best of ``repeats``, this process) to Parquet-encode the rows ``out`` holds,
+    as the ingest encodes its parts (``shards.parquet_writer``, row groups of ``ROW_GROUP_ROWS``),
+    into memory: what writing the shards costs whatever computes their rows."""
+    import pyarrow as pa
+
+    from ptk import shards
+
+    table = shards.read_table(out)
+    best = float("inf")
+    for _ in range(repeats):
+        cpu = time.process_time()
+        writer = shards.parquet_writer(pa.BufferOutputStream(), table.schema)
+        writer.write_table(table, row_group_size=shards.ROW_GROUP_ROWS)
+        writer.close()
+        best = min(best, time.process_time() - cpu)
+    return best
 
 
 def ingest_cli(paths_dir: Path, out: Path, workers: int) -> float:
@@ -118,6 +157,9 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=20)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-cli", action="store_true", help="skip the end-to-end command-line runs")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each measurement; the fastest is reported"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ptk-bench-") as tmp:
@@ -129,10 +171,13 @@ def main() -> None:
             f"{len(paths)} files, {sum(p.stat().st_size for p in paths) / 1e6:.1f} MB; "
             f"cpus {os.cpu_count()}; load {os.getloadavg()[0]:.1f}"
         )
-        rates = {}
+        rates: dict[int, float] = {}
+        bare_rates: dict[int, float] = {}
         for w in args.workers:
-            bare_s, sites, bare_cpu = bare_read(paths, w)
-            ing_s, chains, atoms, worker_cpu, driver_cpu = ingest_steady(inputs, tmp / f"steady{w}", w)
+            bare_s, sites, bare_cpu = bare_read(paths, w, 2 * args.repeats)
+            ing_s, chains, atoms, worker_cpu, driver_cpu = ingest_steady(
+                inputs, tmp / f"steady{w}", w, args.repeats
+            )
             per_file = 1e3 / len(paths)
             print(
                 f"workers {w}: CPU per file: bare read {bare_cpu * per_file:.2f} ms, ingest workers "
@@ -149,8 +194,24 @@ def main() -> None:
                 line += f" | CLI end to end {cli_s:5.1f} s ({chains / cli_s:.1f} chains/s)"
             print(line, flush=True)
             rates[w] = chains / ing_s
+            bare_rates[w] = len(paths) / bare_s
+            if w == args.workers[0]:
+                # The ceiling the output format sets: an ingest reads every file and encodes its
+                # rows, so its rate per worker is at most bare / (bare + encode) of the bare read.
+                enc = encode_only(tmp / f"steady{w}") / len(paths)
+                bare = bare_cpu / len(paths)
+                print(
+                    f"Parquet encoding of the same rows alone: {enc * 1e3:.2f} ms/file CPU (bare read "
+                    f"{bare * 1e3:.2f}): reading and encoding alone would run at "
+                    f"{bare / (bare + enc):.2f} of the bare read"
+                )
         if 1 in rates and 2 in rates:
-            print(f"scaling 1 → 2 workers: {rates[2] / rates[1]:.2f}x")
+            # The bare read's own scaling is what this machine gives a second process (shared
+            # caches, memory bandwidth, a host's hyper-threads): the ceiling for the ingest's.
+            print(
+                f"scaling 1 → 2 workers: {rates[2] / rates[1]:.2f}x "
+                f"(bare read on the same machine, same run: {bare_rates[2] / bare_rates[1]:.2f}x)"
+            )
 
 
 if __name__ == "__main__":

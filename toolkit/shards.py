@@ -56,6 +56,7 @@ __all__ = [
     "atomic_write_bytes",
     "write_parquet_atomic",
     "PartWriter",
+    "parquet_writer",
     "read_manifest",
     "part_paths",
     "read_table",
@@ -335,6 +336,11 @@ def _string_column_paths(schema: pa.Schema) -> list[str]:
     return paths
 
 
+def parquet_writer(where: str | PathLike[str] | pa.NativeFile, schema: pa.Schema) -> pq.ParquetWriter:
+    """The Parquet writer of every part: zstd, dictionary encoding on string columns only."""
+    return pq.ParquetWriter(where, schema, compression="zstd", use_dictionary=_string_column_paths(schema))
+
+
 class PartWriter:
     """One Parquet part written row group by row group, made visible only when whole.
 
@@ -354,9 +360,7 @@ class PartWriter:
         self.row_group_size = row_group_size
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            self._tmp, schema, compression="zstd", use_dictionary=_string_column_paths(schema)
-        )
+        self._writer: pq.ParquetWriter | None = parquet_writer(self._tmp, schema)
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self.num_rows = 0
