@@ -133,8 +133,14 @@ def test_part_writer_builds_the_whole_table_file_and_hides_it_until_committed(
         for f in table.schema
         if "string" in str(f.type)
     ]
+    scalars = [f.name for f in table.schema if "list" not in str(f.type)]
     pq.write_table(
-        table, whole, row_group_size=shards.ROW_GROUP_ROWS, compression="zstd", use_dictionary=strings
+        table,
+        whole,
+        row_group_size=shards.ROW_GROUP_ROWS,
+        compression="zstd",
+        use_dictionary=strings,
+        write_statistics=scalars,
     )
     part = shards.PartWriter(tmp_path / "part.parquet", table.schema)
     for start, stop in ((0, 5), (5, 5), (5, 40), (40, 41), (41, table.num_rows)):  # uneven pieces
@@ -147,6 +153,11 @@ def test_part_writer_builds_the_whole_table_file_and_hides_it_until_committed(
         min(size, n - k) for k in range(0, n, size)
     ]
     assert (tmp_path / "part.parquet").read_bytes() == whole.read_bytes()
+    # statistics on scalar columns (row groups can be skipped by length), none on coordinates
+    names = [meta.schema.column(k).path for k in range(meta.num_columns)]
+    stats = meta.row_group(0).column(names.index("length")).statistics
+    assert stats is not None and stats.has_min_max and stats.min >= 1
+    assert meta.row_group(0).column(names.index("atoms.list.element.list.element")).statistics is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["part.parquet", "whole.parquet"]
 
     with pytest.raises(RuntimeError), shards.PartWriter(tmp_path / "failed.parquet", table.schema) as failed:

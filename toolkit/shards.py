@@ -336,9 +336,23 @@ def _string_column_paths(schema: pa.Schema) -> list[str]:
     return paths
 
 
+def _scalar_columns(schema: pa.Schema) -> list[str]:
+    """Names of the columns that are not lists (``id``, ``length``, ``split``, CATH numbers, …)."""
+    nested = (pa.types.is_list, pa.types.is_fixed_size_list)
+    return [f.name for f in schema if not any(test(f.type) for test in nested)]
+
+
 def parquet_writer(where: str | PathLike[str] | pa.NativeFile, schema: pa.Schema) -> pq.ParquetWriter:
-    """The Parquet writer of every part: zstd, dictionary encoding on string columns only."""
-    return pq.ParquetWriter(where, schema, compression="zstd", use_dictionary=_string_column_paths(schema))
+    """The Parquet writer of every part: zstd; dictionary encoding on string columns only;
+    min/max statistics on the scalar columns only (a reader can skip row groups by ``length``
+    or ``split``; a min/max over every coordinate of a row group selects nothing)."""
+    return pq.ParquetWriter(
+        where,
+        schema,
+        compression="zstd",
+        use_dictionary=_string_column_paths(schema),
+        write_statistics=_scalar_columns(schema),
+    )
 
 
 class PartWriter:

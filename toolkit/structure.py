@@ -199,10 +199,11 @@ def _parse(path: Path, text: bytes) -> gemmi.Structure:
     # UTF-8 again on the way in: the same bytes, for half the parse time again); other files are
     # read as latin-1 text, so every byte is some character.
     source: bytes | str = text
-    try:
-        text.decode("utf-8", errors="strict")
-    except UnicodeDecodeError:
-        source = text.decode("latin-1")
+    if not text.isascii():  # ASCII (nearly every file) is UTF-8; otherwise decode to find out
+        try:
+            text.decode("utf-8", errors="strict")
+        except UnicodeDecodeError:
+            source = text.decode("latin-1")
     try:
         if head.startswith(b"data_") or (head.startswith(b"#") and b"\ndata_" in text[:4096]):
             doc = gemmi.cif.read_string(source)
