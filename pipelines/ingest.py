@@ -220,6 +220,8 @@ def part_layout(packed: Sequence[Packed], shard_rows: int) -> list[_Cut]:
     depend on the inputs and ``--shard-rows`` only, not on the workers). Within a task, a new
     file whose rows do not fit starts a new part; a unit with more rows than fit (a large
     file, a .jsonl chunk) fills parts exactly."""
+    if shard_rows < 1:
+        raise ValueError(f"shard_rows must be at least 1, not {shard_rows}")
     cuts: list[_Cut] = []
     if not packed:
         return cuts
@@ -273,7 +275,7 @@ def process_batch(
     labels: Any = None,
     max_length: int | None = None,
     out: str | None = None,
-    shard_rows: int = 0,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
 ) -> Batch:
     """Run the per-file core function on each unit of ``batch``; with ``out``, write the rows as
     the task's parts there (:func:`write_parts`), else return them as one table.

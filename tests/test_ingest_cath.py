@@ -214,6 +214,8 @@ def test_part_layout_within_a_task() -> None:
     # Rows of a later chunk fill the open part (chunks never start a new part).
     assert cuts([(Unit(0, "a"), 1), *chunks], 5) == [(0, 5, (0, 3), 2, False)]
     assert cuts([(Unit(0, "a"), 0)], 3) == []  # no rows, no part
+    with pytest.raises(ValueError, match="at least 1"):
+        cuts(files, 0)
 
 
 def test_rows_do_not_depend_on_which_files_share_a_task(dompdb_files: list[Path], tmp_path: Path) -> None:
