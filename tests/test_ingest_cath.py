@@ -19,7 +19,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from ptk import features, geometry, shards
+from ptk import features, geometry, labels, shards
 from ptk.pipelines.cli import cli
 from ptk.residues import BACKBONE_INDICES
 from ptk.structure import read_chains
@@ -280,7 +280,7 @@ def test_cath_labels(cath_run: dict) -> None:
 
 
 def test_real_partial_cath_domain_list_parses(shared_data: Path) -> None:
-    domains = features.read_cath_list(shared_data / "cath" / "cath-domain-list-v4_3_0.partial.txt")
+    domains = labels.read_cath_list(shared_data / "cath" / "cath-domain-list-v4_3_0.partial.txt")
     assert len(domains) == 2643
     assert domains["4heoA00"] == (1, 10, 8, 10)
 
