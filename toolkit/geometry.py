@@ -111,20 +111,28 @@ def dihedral(
     Returns:
         (angle, valid): angle is 0 where invalid (a NaN atom, coincident or collinear atoms).
     """
-    finite = _finite(p0, p1, p2, p3)
-    zero = torch.zeros_like(p0)
-    p0, p1, p2, p3 = (torch.where(finite[..., None], p, zero) for p in (p0, p1, p2, p3))
-    b1, b2, b3 = p1 - p0, p2 - p1, p3 - p2
-    n1 = torch.cross(b1, b2, dim=-1)
-    n2 = torch.cross(b2, b3, dim=-1)
-    y = safe_norm(b2) * (b1 * n2).sum(-1)
-    x = (n1 * n2).sum(-1)
+    # Coordinates first ([4 points, 3 xyz, *b], contiguous): every product, cross product and
+    # dot product below is then a plain elementwise op on [*b] arrays, where the [*b, 3] form
+    # spent most of its time in reductions and broadcasts over the short last axis.
+    pts = torch.stack([p0, p1, p2, p3]).movedim(-1, 1).contiguous()
+    finite = torch.isfinite(pts).flatten(0, 1).all(0)
+    pts = torch.where(finite, pts, torch.zeros((), dtype=pts.dtype, device=pts.device))
+    b1, b2, b3 = (pts[1:] - pts[:-1]).unbind(0)  # each [3, *b]
+
+    def cross(u: Tensor, v: Tensor) -> Tensor:
+        return torch.stack([u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]])
+
+    def dot(u: Tensor, v: Tensor) -> Tensor:
+        return u[0] * v[0] + u[1] * v[1] + u[2] * v[2]
+
+    n1, n2 = cross(b1, b2), cross(b2, b3)
+    l1, l2, l3 = dot(b1, b1), dot(b2, b2), dot(b3, b3)
+    y = torch.sqrt(torch.clamp(l2, min=EPS)) * dot(b1, n2)  # |b2| as safe_norm takes it
+    x = dot(n1, n2)
     # Coincident atoms or collinear triples make n1 or n2 vanish and the angle undefined:
     # require every bond to have length and sin² of both bond angles above ``eps``.
-    sq = lambda v: (v * v).sum(-1)  # noqa: E731
-    l1, l2, l3 = sq(b1), sq(b2), sq(b3)
     valid = finite & (l1 > EPS) & (l2 > EPS) & (l3 > EPS)
-    valid = valid & (sq(n1) > eps * l1 * l2) & (sq(n2) > eps * l2 * l3)
+    valid = valid & (dot(n1, n1) > eps * l1 * l2) & (dot(n2, n2) > eps * l2 * l3)
     x = torch.where(valid, x, torch.ones_like(x))
     y = torch.where(valid, y, torch.zeros_like(y))
     return torch.atan2(y, x) * valid, valid
