@@ -279,8 +279,8 @@ def _chain_arrays(
 
     # Per residue, the altloc letters in file order and the mean heavy-atom occupancy of each.
     named = atoms.label != ""
-    per_residue_labels: list[list[str]] = [[] for _ in range(n)]
     sums: dict[tuple[int, str], list[float]] = {}
+    per_residue_labels: list[list[str]] = [[] for _ in range(n)] if altlocs or named.any() else []
     for i, label, o in zip(
         atoms.residue[named].tolist(),
         atoms.label[named].tolist(),
@@ -308,16 +308,18 @@ def _chain_arrays(
         order = np.lexsort((np.arange(len(rank)), rank, atoms.slot, atoms.residue))
     else:  # no altlocs: every rank is 0, so the same order is a stable sort by (residue, slot)
         order = np.argsort(atoms.residue * NUM_ATOMS + atoms.slot, kind="stable")
-    cell = atoms.residue[order] * NUM_ATOMS + atoms.slot[order]
-    chosen = order[np.diff(cell, prepend=-1) != 0]  # cell is sorted: the first atom of each cell
+    cell = atoms.residue[order] * NUM_ATOMS + atoms.slot[order]  # sorted
+    first_in_cell = np.empty(len(cell), dtype=bool)
+    first_in_cell[:1] = True
+    np.not_equal(cell[1:], cell[:-1], out=first_in_cell[1:])
+    chosen, cell = order[first_in_cell], cell[first_in_cell]  # the first atom of each cell
 
     positions = np.full((n, NUM_ATOMS, 3), np.nan, dtype=np.float32)
     bfactor = np.full((n, NUM_ATOMS), np.nan, dtype=np.float32)
     mask = np.zeros((n, NUM_ATOMS), dtype=bool)
-    r, s = atoms.residue[chosen], atoms.slot[chosen]
-    positions[r, s] = atoms.xyz[chosen]
-    bfactor[r, s] = atoms.bfactor[chosen]
-    mask[r, s] = True
+    positions.reshape(-1, 3)[cell] = atoms.xyz[chosen]  # cell = residue * 37 + slot
+    bfactor.reshape(-1)[cell] = atoms.bfactor[chosen]
+    mask.reshape(-1)[cell] = True
 
     codes = np.where(icode[first] == 32, 0, icode[first]).astype(np.uint8)  # blank: ' ' or NUL
     chain_arrays = Chain(
