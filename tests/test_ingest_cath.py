@@ -378,6 +378,43 @@ def test_rerun_resumes_and_an_interrupted_run_completes_to_the_same_dataset(
     assert _snapshot(killed) == expected
 
 
+def test_parts_the_manifest_does_not_list_yet_are_redone_on_resume(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ptk.pipelines import ingest as pipeline
+
+    inputs = _copy_inputs(shared_data, tmp_path / "in")
+    monkeypatch.setattr(pipeline, "TASK_UNITS", 3)  # tasks of 3 files, parts of 3 rows
+    fresh = tmp_path / "fresh"
+    pipeline.run_ingest("cath", [inputs], fresh, scheduler="synchronous", shard_rows=6)
+    expected = _snapshot(fresh)
+    assert [p[1] for p in expected["parts"]] == [3, 3, 3, 3]
+
+    # The manifest is rewritten after every 6 new rows, i.e. every second task: a run killed in
+    # the fourth task has renamed the third task's part into place, but the manifest lists two.
+    real_commit = shards.PartWriter.commit
+    calls = {"n": 0}
+
+    def dying_commit(part):  # noqa: ANN001
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_commit(part)
+
+    killed = tmp_path / "killed"
+    monkeypatch.setattr(shards.PartWriter, "commit", dying_commit)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_ingest("cath", [inputs], killed, scheduler="synchronous", shard_rows=6)
+    monkeypatch.setattr(shards.PartWriter, "commit", real_commit)
+    assert (killed / "part-00002.parquet").exists()
+    assert len(shards.read_manifest(killed)["parts"]) == 2
+    assert len(shards.read_table(killed)) == 6  # readers see the listed parts only
+
+    summary = pipeline.run_ingest("cath", [inputs], killed, scheduler="synchronous", shard_rows=6)
+    assert (summary.kept_parts, summary.processed_files) == (2, 6)
+    assert _snapshot(killed) == expected
+
+
 def test_changed_input_is_noticed_and_reprocessed(tmp_path: Path, shared_data: Path) -> None:
     inputs = _copy_inputs(shared_data, tmp_path / "in")
     out = tmp_path / "out"
