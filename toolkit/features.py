@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -47,7 +47,6 @@ from ptk.errors import StructureError
 from ptk.labels import DOMAIN_ID, CathLabels, domain_chain_id
 from ptk.residues import (
     BACKBONE_INDICES,
-    NUM_ATOMS,
     RESTYPES_1,
     UNK_INDEX,
     sequence_to_aatype,
@@ -66,6 +65,7 @@ __all__ = [
     "cath_features",
     "cath_features_batch",
     "backbone_features",
+    "backbone_features_batch",
     "qfit_features",
     "conformer_occupancy",
     "cath_file_rows",
@@ -125,14 +125,6 @@ def _breaks(backbone: np.ndarray) -> np.ndarray:
     return out
 
 
-def _dihedrals(backbone: np.ndarray, chain_break: np.ndarray) -> dict[str, np.ndarray]:
-    """φ/ψ/ω of a backbone-only chain from :func:`ptk.geometry.backbone_dihedrals`, masked across
-    chain breaks (chains with side chains go through :func:`_atom_geometry`)."""
-    bb = _t(backbone.astype(np.float32, copy=False))
-    angles = geometry.backbone_dihedrals(bb[:, 0], bb[:, 1], bb[:, 2])
-    return _mask_breaks({name: value.numpy() for name, value in angles.items()}, chain_break)
-
-
 def _mask_breaks(out: dict[str, np.ndarray], chain_break: np.ndarray) -> dict[str, np.ndarray]:
     """φ/ψ/ω masked (and 0) across chain breaks: ψᵢ and ωᵢ use residue i+1, φᵢ₊₁ uses residue i."""
     if chain_break.any():
@@ -144,15 +136,6 @@ def _mask_breaks(out: dict[str, np.ndarray], chain_break: np.ndarray) -> dict[st
     return out
 
 
-def _contacts(ca: np.ndarray) -> np.ndarray:
-    """Cα contact pairs (i < j) from :func:`ptk.geometry.contact_map`, ``[m, 2]`` int32.
-
-    The compact form of the dense map: the diagonal (always a contact) and the lower triangle
-    are implied; residues without a Cα have no contacts.
-    """
-    return _contacts_many([ca])[0]
-
-
 #: Most Cα pairs in one batched :func:`ptk.geometry.contact_map` call of :func:`_contacts_many`.
 CONTACT_BATCH_PAIRS = 1 << 22
 #: :func:`_contacts_many` pads chains to a multiple of this many residues and batches equal
@@ -162,9 +145,12 @@ CONTACT_SEGMENT = 16
 
 
 def _contacts_many(cas: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """:func:`_contacts` of several chains (``[n, 3]`` Cα each): chains of the same
-    :data:`CONTACT_SEGMENT`-padded length share one batched call, padded with NaN (no contact),
-    so the pairs are those of one call per chain (the distances are elementwise)."""
+    """Cα contact pairs (i < j) of each chain (``[n, 3]`` Cα) from
+    :func:`ptk.geometry.contact_map`, ``[m, 2]`` int32: the compact form of the dense map (the
+    diagonal, always a contact, and the lower triangle are implied; residues without a Cα have
+    no contacts). Chains of the same :data:`CONTACT_SEGMENT`-padded length share one batched
+    call, padded with NaN (no contact), so the pairs are those of one call per chain (the
+    distances are elementwise)."""
     out = [np.zeros((0, 2), dtype=np.int32) for _ in cas]
     by_size: dict[int, list[int]] = {}
     for k, ca in enumerate(cas):
@@ -239,15 +225,57 @@ GEOMETRY_SEGMENT = 32
 GEOMETRY_BATCH_RESIDUES = 16384
 
 
+def _segmented(
+    chains: Sequence[tuple[np.ndarray, ...]],
+    fills: tuple[object, ...],
+    fn: Callable[..., dict[str, torch.Tensor]],
+) -> list[dict[str, np.ndarray]]:
+    """``fn`` of several chains at once, cut back per chain.
+
+    Chains are laid end to end, each in its own :data:`GEOMETRY_SEGMENT`-padded segment whose
+    padding rows hold ``fills`` (NaN coordinates), so a chain end meets NaN exactly as in a call
+    on the chain alone (the neighbour of the first and last residue is missing) and nothing
+    crosses from one chain to the next; at most :data:`GEOMETRY_BATCH_RESIDUES` rows per call.
+
+    Args:
+        chains: per chain, ``fn``'s array arguments (``[n, ...]`` each, the same ``n``).
+        fills: the padding value of each argument.
+        fn: packed tensors → ``[rows, ...]`` tensors by output name.
+    """
+    sizes = [-(-(len(arrays[0]) + 1) // GEOMETRY_SEGMENT) * GEOMETRY_SEGMENT for arrays in chains]
+    out: list[dict[str, np.ndarray]] = []
+    start = 0
+    while start < len(chains):
+        stop, total = start + 1, sizes[start]
+        while stop < len(chains) and total + sizes[stop] <= GEOMETRY_BATCH_RESIDUES:
+            total += sizes[stop]
+            stop += 1
+        first = chains[start]
+        packed = [
+            np.full((total, *a.shape[1:]), fill, dtype=a.dtype) for a, fill in zip(first, fills, strict=True)
+        ]
+        offsets = np.cumsum([0, *sizes[start:stop]])[:-1].tolist()
+        for o, arrays in zip(offsets, chains[start:stop], strict=True):
+            for target, a in zip(packed, arrays, strict=True):
+                target[o : o + len(a)] = a
+        columns = {name: value.numpy() for name, value in fn(*map(_t, packed)).items()}
+        for o, arrays in zip(offsets, chains[start:stop], strict=True):
+            out.append({name: value[o : o + len(arrays[0])] for name, value in columns.items()})
+        start = stop
+    return out
+
+
+def _frame_columns(n: torch.Tensor, ca: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
+    rot, trans, valid = geometry.backbone_frames(n, ca, c)
+    return {"frame_rot": rot.reshape(-1, 9), "frame_trans": trans, "frame_mask": valid}
+
+
 def _atom_geometry(
     positions: list[np.ndarray], masks: list[np.ndarray], aatypes: list[np.ndarray]
 ) -> list[dict[str, np.ndarray]]:
     """Frames (:func:`ptk.geometry.backbone_frames`) and φ/ψ/ω/χ
-    (:func:`ptk.geometry.torsion_angles`) of several chains, one call of each per batch.
-
-    Chains are laid end to end, each in its own :data:`GEOMETRY_SEGMENT`-padded segment of NaN
-    rows, so a chain end meets NaN exactly as in a call on the chain alone (the neighbour of the
-    first and last residue is missing) and nothing crosses from one chain to the next.
+    (:func:`ptk.geometry.torsion_angles`) of several chains, one call of each per batch
+    (:func:`_segmented`).
 
     Args:
         positions: per chain ``[n, 37, 3]`` float32, NaN where absent.
@@ -255,37 +283,26 @@ def _atom_geometry(
             a present atom with non-finite coordinates is caught by the geometry's own check).
         aatypes: per chain ``[n]`` int64.
     """
-    sizes = [-(-(len(p) + 1) // GEOMETRY_SEGMENT) * GEOMETRY_SEGMENT for p in positions]
-    out: list[dict[str, np.ndarray]] = []
-    start = 0
-    while start < len(positions):
-        stop, total = start + 1, sizes[start]
-        while stop < len(positions) and total + sizes[stop] <= GEOMETRY_BATCH_RESIDUES:
-            total += sizes[stop]
-            stop += 1
-        packed = np.full((total, NUM_ATOMS, 3), np.nan, dtype=np.float32)
-        mask = np.zeros((total, NUM_ATOMS), dtype=bool)
-        aatype = np.zeros(total, dtype=np.int64)
-        offsets = np.cumsum([0, *sizes[start:stop]])[:-1].tolist()
-        for o, p, m, a in zip(
-            offsets, positions[start:stop], masks[start:stop], aatypes[start:stop], strict=True
-        ):
-            packed[o : o + len(p)] = p
-            mask[o : o + len(p)] = m
-            aatype[o : o + len(p)] = a
-        pos = _t(packed)
-        rot, trans, valid = geometry.backbone_frames(pos[:, _N], pos[:, _CA], pos[:, _C])
-        angles = geometry.torsion_angles(pos, _t(mask), _t(aatype))
-        columns = {
-            "frame_rot": rot.reshape(-1, 9).numpy(),
-            "frame_trans": trans.numpy(),
-            "frame_mask": valid.numpy(),
-            **{name: value.numpy() for name, value in angles.items()},
+
+    def fn(pos: torch.Tensor, mask: torch.Tensor, aatype: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            **_frame_columns(pos[:, _N], pos[:, _CA], pos[:, _C]),
+            **geometry.torsion_angles(pos, mask, aatype),
         }
-        for o, p in zip(offsets, positions[start:stop], strict=True):
-            out.append({name: value[o : o + len(p)] for name, value in columns.items()})
-        start = stop
-    return out
+
+    chains = list(zip(positions, masks, aatypes, strict=True))
+    return _segmented(chains, (np.nan, False, 0), fn)
+
+
+def _backbone_geometry(backbones: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Frames and φ/ψ/ω (:func:`ptk.geometry.backbone_dihedrals`) of several backbone-only
+    chains (``[n, 4, 3]`` N, Cα, C, O float32, NaN where missing), one call of each per batch."""
+
+    def fn(bb: torch.Tensor) -> dict[str, torch.Tensor]:
+        n, ca, c = bb[:, 0], bb[:, 1], bb[:, 2]
+        return {**_frame_columns(n, ca, c), **geometry.backbone_dihedrals(n, ca, c)}
+
+    return _segmented([(bb,) for bb in backbones], (np.nan,), fn)
 
 
 def cath_features_batch(chains: list[Chain]) -> list[dict[str, object]]:
@@ -332,33 +349,66 @@ def backbone_features(
     Args:
         sequence: one-letter sequence (anything unrecognised → ``X``/UNK).
         backbone: ``[n, 4, 3]`` N, Cα, C, O (NaN where missing).
+
+    Raises:
+        ValueError: the coordinates do not fit the sequence.
     """
+    return backbone_features_batch([(sequence, backbone, resnum)])[0]
+
+
+def _backbone_array(sequence: str, backbone: np.ndarray) -> np.ndarray:
     backbone = np.asarray(backbone, dtype=np.float32)
     n = len(sequence)
     if backbone.shape != (n, 4, 3):
         raise ValueError(
             f"coordinates have shape {backbone.shape}, expected ({n}, 4, 3) for a {n}-residue sequence"
         )
-    aatype = sequence_to_aatype(sequence)
-    resnum = np.arange(1, n + 1, dtype=np.int32) if resnum is None else resnum.astype(np.int32)
-    chain_break = _breaks(backbone)
-    row: dict[str, object] = {
-        "sequence": _sequence(aatype),
-        "length": n,
-        "aatype": aatype,
-        "resnum": resnum,
-        "icode": np.full(n, "", dtype=object),
-        "backbone": backbone,
-        "atoms": None,
-        "atom_mask": None,
-        **_frames(backbone),
-        **_dihedrals(backbone, chain_break),
-        "chi": None,
-        "chi_mask": None,
-        "contacts": _contacts(backbone[:, 1]),
-    }
-    row.update(_quality(aatype, None, backbone, chain_break))
-    return row
+    return backbone
+
+
+def backbone_features_batch(
+    entries: Sequence[tuple[str, np.ndarray, np.ndarray | None]],
+) -> list[dict[str, object]]:
+    """:func:`backbone_features` of several entries (sequence, backbone, resnum or None), with
+    the frames, dihedrals and contacts of all of them computed together (the same values as one
+    entry at a time: :func:`_segmented`, :func:`_contacts_many`).
+
+    Raises:
+        ValueError: an entry's coordinates do not fit its sequence (check with
+            :func:`_backbone_array` first to keep the others).
+    """
+    backbones = [_backbone_array(seq, bb) for seq, bb, _ in entries]
+    geometries = _backbone_geometry(backbones)
+    contacts = _contacts_many([bb[:, 1] for bb in backbones])
+    rows = []
+    for (sequence, _, resnum), backbone, geom, pairs in zip(
+        entries, backbones, geometries, contacts, strict=True
+    ):
+        n = len(sequence)
+        aatype = sequence_to_aatype(sequence)
+        resnum = np.arange(1, n + 1, dtype=np.int32) if resnum is None else resnum.astype(np.int32)
+        chain_break = _breaks(backbone)
+        angles = {k: v for k, v in geom.items() if not k.startswith("frame_")}
+        row: dict[str, object] = {
+            "sequence": _sequence(aatype),
+            "length": n,
+            "aatype": aatype,
+            "resnum": resnum,
+            "icode": np.full(n, "", dtype=object),
+            "backbone": backbone,
+            "atoms": None,
+            "atom_mask": None,
+            "frame_rot": geom["frame_rot"],
+            "frame_trans": geom["frame_trans"],
+            "frame_mask": geom["frame_mask"],
+            **_mask_breaks(angles, chain_break),
+            "chi": None,
+            "chi_mask": None,
+            "contacts": pairs,
+        }
+        row.update(_quality(aatype, None, backbone, chain_break))
+        rows.append(row)
+    return rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -784,6 +834,9 @@ def _json_rows(
         return result
     digest = digest or sha256
     result.sha256 = digest
+    # (row id, chain id, own CATH codes, (sequence, backbone, None)) of the entries that parse;
+    # their features are computed together below.
+    todo: list[tuple[str, str, list[str] | None, tuple[str, np.ndarray, None]]] = []
     for name, entry in entries:
         if isinstance(entry, Exception):
             item = None if name == "file" else name
@@ -803,12 +856,26 @@ def _json_rows(
                     )
                 )
                 continue
-            row = backbone_features(seq, backbone)
+            backbone = _backbone_array(seq, backbone)
         except Exception as exc:  # noqa: BLE001
             result.rejects.append(_reject(source, row_id, "parse", exc))
             continue
         own = entry.get("CATH") or entry.get("cath")
         own_nodes = [str(c) for c in own] if isinstance(own, list) else None
+        todo.append((row_id, chain_id, own_nodes, (seq, backbone, None)))
+    try:
+        rows: list[dict[str, object] | Exception] = list(backbone_features_batch([t[3] for t in todo]))
+    except Exception:  # noqa: BLE001 - find the entry that fails, keep the others
+        rows = []
+        for *_, item in todo:
+            try:
+                rows.append(backbone_features(*item))
+            except Exception as exc:  # noqa: BLE001
+                rows.append(exc)
+    for (row_id, chain_id, own_nodes, _), row in zip(todo, rows, strict=True):
+        if isinstance(row, Exception):
+            result.rejects.append(_reject(source, row_id, "parse", row))
+            continue
         _label(row, row_id, chain_id, source, digest, labels, own_nodes)
         result.rows.append(row)
     if not result.rows and not result.rejects and byte_range is None:
