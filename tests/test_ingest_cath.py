@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -327,8 +328,30 @@ def _snapshot(out: Path, drop: tuple[str, ...] = ()) -> dict[str, object]:
     }
 
 
+def _kill_at_commit(n: int, run: Callable[[], object], on_kill: Callable | None = None) -> None:
+    """Run ``run()`` with the ``n``-th ``PartWriter.commit`` interrupted (KeyboardInterrupt, as a
+    kill would stop it; ``on_kill(part)`` first), and check that the interrupt reaches here."""
+    real_commit = shards.PartWriter.commit
+    calls = {"n": 0}
+
+    def dying_commit(part):  # noqa: ANN001
+        calls["n"] += 1
+        if calls["n"] == n:
+            if on_kill is not None:
+                on_kill(part)
+            raise KeyboardInterrupt
+        return real_commit(part)
+
+    shards.PartWriter.commit = dying_commit
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run()
+    finally:
+        shards.PartWriter.commit = real_commit
+
+
 def test_rerun_resumes_and_an_interrupted_run_completes_to_the_same_dataset(
-    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, shared_data: Path
 ) -> None:
     from ptk.pipelines import ingest as pipeline
 
@@ -348,25 +371,21 @@ def test_rerun_resumes_and_an_interrupted_run_completes_to_the_same_dataset(
     assert _snapshot(fresh) == expected
 
     # A run killed after its second part: the manifest lists two whole parts, no half part.
-    real_commit = shards.PartWriter.commit
-    calls = {"n": 0}
+    leftovers = []
 
-    def dying_commit(part):  # noqa: ANN001
-        calls["n"] += 1
-        if calls["n"] == 3:
-            leftover = part.path.parent / f".{part.path.name}.crash.tmp"  # what a crash leaves
-            leftover.write_bytes(b"PAR1 half a part")
-            calls["leftover"] = leftover.name
-            raise KeyboardInterrupt
-        return real_commit(part)
+    def crash_leftover(part):  # noqa: ANN001 - what a crash leaves beside the part
+        leftover = part.path.parent / f".{part.path.name}.crash.tmp"
+        leftover.write_bytes(b"PAR1 half a part")
+        leftovers.append(leftover.name)
 
     killed = tmp_path / "killed"
-    monkeypatch.setattr(shards.PartWriter, "commit", dying_commit)
-    with pytest.raises(KeyboardInterrupt):
-        pipeline.run_ingest("cath", [inputs], killed, scheduler="synchronous", shard_rows=3)
-    monkeypatch.setattr(shards.PartWriter, "commit", real_commit)
+    _kill_at_commit(
+        3,
+        lambda: pipeline.run_ingest("cath", [inputs], killed, scheduler="synchronous", shard_rows=3),
+        crash_leftover,
+    )
     # the interrupted part's own temporary file is gone; only the simulated crash's is left
-    assert [p.name for p in killed.glob(".*.tmp")] == [calls["leftover"]]
+    assert [p.name for p in killed.glob(".*.tmp")] == leftovers
     manifest = shards.read_manifest(killed)
     assert not manifest["complete"] and len(manifest["parts"]) == 2
     assert len(shards.CathDataset(killed)) == 6  # readable, holding exactly the whole parts
@@ -392,20 +411,10 @@ def test_parts_the_manifest_does_not_list_yet_are_redone_on_resume(
 
     # The manifest is rewritten after every 6 new rows, i.e. every second task: a run killed in
     # the fourth task has renamed the third task's part into place, but the manifest lists two.
-    real_commit = shards.PartWriter.commit
-    calls = {"n": 0}
-
-    def dying_commit(part):  # noqa: ANN001
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real_commit(part)
-
     killed = tmp_path / "killed"
-    monkeypatch.setattr(shards.PartWriter, "commit", dying_commit)
-    with pytest.raises(KeyboardInterrupt):
-        pipeline.run_ingest("cath", [inputs], killed, scheduler="synchronous", shard_rows=6)
-    monkeypatch.setattr(shards.PartWriter, "commit", real_commit)
+    _kill_at_commit(
+        4, lambda: pipeline.run_ingest("cath", [inputs], killed, scheduler="synchronous", shard_rows=6)
+    )
     assert (killed / "part-00002.parquet").exists()
     assert len(shards.read_manifest(killed)["parts"]) == 2
     assert len(shards.read_table(killed)) == 6  # readers see the listed parts only
@@ -494,20 +503,10 @@ def test_large_jsonl_is_split_into_tasks_and_resumes_mid_file(
     assert [p["rows"] for p in parts] == [5, 5, 2] and [p["boundary"] for p in parts] == [False, False, True]
 
     # killed after the first task's two parts (mid-file): nothing can be kept, the file is redone
-    real_commit = shards.PartWriter.commit
-    calls = {"n": 0}
-
-    def dying_commit(part):  # noqa: ANN001
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_commit(part)
-
     killed = tmp_path / "killed"
-    monkeypatch.setattr(shards.PartWriter, "commit", dying_commit)
-    with pytest.raises(KeyboardInterrupt):
-        pipeline.run_ingest("cath", [jsonl], killed, scheduler="synchronous", shard_rows=5)
-    monkeypatch.setattr(shards.PartWriter, "commit", real_commit)
+    _kill_at_commit(
+        3, lambda: pipeline.run_ingest("cath", [jsonl], killed, scheduler="synchronous", shard_rows=5)
+    )
     assert len(shards.read_manifest(killed)["parts"]) == 2
     summary = pipeline.run_ingest("cath", [jsonl], killed, scheduler="synchronous", shard_rows=5)
     assert summary.kept_parts == 0 and _snapshot(killed) == _snapshot(whole)
