@@ -704,6 +704,27 @@ class _Writer:
     def add(self, batch: Batch) -> int:
         """Account one task's units (tasks must arrive in input order), put its parts in place;
         returns the rows kept."""
+        keep, kept_per_unit = self._account(batch)
+        parts = batch.parts
+        if not all(keep) or batch.table is not None:
+            # Rows to drop (duplicate ids), or rows the workers could not write: the parts are
+            # (re)written here, laid out as the task would lay out the rows that are kept.
+            table = batch.table if batch.table is not None else self._read(parts)
+            if not all(keep):
+                import pyarrow as pa
+
+                table = table.filter(pa.array(keep))
+            self._discard(parts)
+            packed = [
+                dataclasses.replace(p, n_rows=k) for p, k in zip(batch.packed, kept_per_unit, strict=True)
+            ]
+            parts = write_parts(self.out, table, packed, self.shard_rows) if table.num_rows else []
+        self._place(parts)
+        return sum(kept_per_unit)
+
+    def _account(self, batch: Batch) -> tuple[list[bool], list[int]]:
+        """Record each unit's outcome, checksum and rejects (duplicate ids among them); returns
+        whether each of the task's rows is kept, and the rows kept per unit."""
         keep: list[bool] = []
         kept_per_unit = []
         ids = iter(batch.ids)
@@ -743,20 +764,10 @@ class _Writer:
                 self.cursor = unit.index + 1
         last = batch.packed[-1].unit
         self._cursor_ends_task = last.chunk == last.n_chunks - 1
-        parts = batch.parts
-        if not all(keep) or batch.table is not None:
-            # Rows to drop (duplicate ids), or rows the workers could not write: the parts are
-            # (re)written here, laid out as the task would lay out the rows that are kept.
-            table = batch.table if batch.table is not None else self._read(parts)
-            if not all(keep):
-                import pyarrow as pa
+        return keep, kept_per_unit
 
-                table = table.filter(pa.array(keep))
-            self._discard(parts)
-            packed = [
-                dataclasses.replace(p, n_rows=k) for p, k in zip(batch.packed, kept_per_unit, strict=True)
-            ]
-            parts = write_parts(self.out, table, packed, self.shard_rows) if table.num_rows else []
+    def _place(self, parts: Sequence[PartFile]) -> None:
+        """Rename a task's parts to the next part names and list them; the manifest follows."""
         for part in parts:
             name = self.shards.part_name(len(self.parts))
             os.replace(self.out / part.tmp, self.out / name)
@@ -776,7 +787,6 @@ class _Writer:
         # inputs is large). Parts it does not list yet are redone by a resume.
         if parts and self._unsaved_rows >= self.shard_rows:
             self._write_state(complete=False)
-        return sum(kept_per_unit)
 
     def _read(self, parts: Sequence[PartFile]) -> Any:
         import pyarrow as pa
