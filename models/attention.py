@@ -9,15 +9,15 @@ over a pair representation.
   axial attention (Mini-Fold v13's "row + column axial attention").
 
 Logits and softmax are computed in fp32; masked keys get a large finite negative logit, so a fully
-masked row is finite (uniform) and its output is zeroed by the query mask.
+masked row is finite and its output is zeroed by the query mask.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
@@ -38,17 +38,31 @@ def attention(
     bias: Float[Tensor, "*b h i j"] | None = None,
     key_mask: Bool[Tensor, "*b j"] | None = None,
 ) -> Float[Tensor, "*b h i c"]:
-    """softmax(q kᵀ/√c + bias) v with fp32 logits; masked keys excluded."""
+    """softmax(q kᵀ/√c + bias) v in fp32; masked keys excluded (a large finite negative logit).
+
+    Runs through :func:`torch.nn.functional.scaled_dot_product_attention` with the leading
+    dims flattened into one batch dim, which lets torch pick its fused kernel: axial attention
+    over a pair representation has ``b·n`` rows of ``n × n`` logits, and materialising them
+    (scale, mask, softmax, each with its backward) was most of a small model's training step.
+    """
     out_dtype = v.dtype
     q, k, v = upcast(q), upcast(k), upcast(v)
     with fp32_island(q):
-        logits = torch.einsum("...hic,...hjc->...hij", q, k) / math.sqrt(q.shape[-1])
-        if bias is not None:
-            logits = logits + upcast(bias)
+        lead = q.shape[:-3]
+        add = None if bias is None else upcast(bias)
         if key_mask is not None:
-            logits = logits.masked_fill(~key_mask[..., None, None, :], MASK_LOGIT)
-        weights = torch.softmax(logits, dim=-1)
-        out = torch.einsum("...hij,...hjc->...hic", weights, v)
+            masked = ~key_mask[..., None, None, :]
+            if add is None:
+                add = torch.zeros(masked.shape, dtype=q.dtype, device=q.device)
+            add = add.masked_fill(masked, MASK_LOGIT)
+        if add is not None:
+            add = add.expand(*lead, *add.shape[-3:]).reshape(-1, *add.shape[-3:])
+
+        def flat(t: Tensor) -> Tensor:
+            return t.reshape(-1, *t.shape[-3:])
+
+        out = F.scaled_dot_product_attention(flat(q), flat(k), flat(v), attn_mask=add)
+        out = out.reshape(*lead, *out.shape[-3:])
     return out.to(out_dtype)
 
 

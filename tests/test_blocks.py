@@ -343,6 +343,31 @@ def test_attention_matches_sdpa() -> None:
     torch.testing.assert_close(attention(q, k, v, bias, mask), ref)
 
 
+def test_attention_equals_the_written_out_softmax_over_axial_dims() -> None:
+    """Two leading dims (axial attention's [b, n]) and a bias broadcast over one of them: the
+    output and the gradients of q, k, v and the bias equal softmax(qkᵀ/√c + b)v written out with
+    einsum. A row with every key masked (a padded query, which every caller zeroes) is finite."""
+    q, k, v = (
+        torch.randn(2, 3, 2, 5, 4, generator=gen(s), dtype=F64, requires_grad=True) for s in (50, 51, 52)
+    )
+    bias = torch.randn(2, 1, 2, 5, 5, generator=gen(53), dtype=F64, requires_grad=True)
+    mask = torch.ones(2, 3, 5, dtype=torch.bool)
+    mask[0, 1, 3:] = False
+    mask[1, 2, :] = False
+    logits = torch.einsum("abhic,abhjc->abhij", q, k) / 2.0 + bias
+    logits = logits.masked_fill(~mask[:, :, None, None, :], float("-inf"))
+    ref = torch.einsum("abhij,abhjc->abhic", torch.softmax(logits, -1), v)
+    out = attention(q, k, v, bias, mask)
+    some = mask.any(-1)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[some], ref[some])
+    weights = torch.randn(ref.shape, generator=gen(54), dtype=F64) * some[..., None, None, None]
+    grads = torch.autograd.grad((out * weights).sum(), (q, k, v, bias))
+    ref_grads = torch.autograd.grad((ref.nan_to_num() * weights).sum(), (q, k, v, bias))
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want.nan_to_num())
+
+
 @pytest.mark.parametrize("pair_bias", [False, True])
 def test_axial_attention_padding_and_orientation(pair_bias: bool) -> None:
     row = randomize(RowAttention(6, c_head=3, n_heads=2, pair_bias=pair_bias), 44).double()
