@@ -341,6 +341,10 @@ def test_contact_metrics_hand_checked() -> None:
     # top-L (L = 30) long range |i−j| ≥ 24: only 6+5+4+3+2+1 = 21 such pairs exist, so all are
     # taken; (0, 29) and (1, 29) are true: 2 / 21.
     assert out["top_l_long"] == pytest.approx(2 / 21)
+    assert out["top_l_ceiling"] == pytest.approx(2 / 21)  # only 2 true long-range contacts exist
+    # top-L/5 = the 6 best long-range pairs: (0, 29) ranked 1st and (1, 29) 2nd, then 4 of the
+    # zero-probability pairs in index order, none in contact: 2 / 6.
+    assert out["top_l5_long"] == pytest.approx(2 / 6)
     # masking residue 29 removes both true contacts
     masked = M.contact_metrics(prob, ca, torch.arange(30) < 29)
     assert math.isnan(float(masked["recall"])) and float(masked["precision"]) == 0.0

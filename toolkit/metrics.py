@@ -769,9 +769,13 @@ def contact_metrics(
     where ``prob ≥ threshold``. Top-L long-range accuracy: of the L most probable pairs with
     |i − j| ≥ ``long_range`` (L = residues in ``mask``), the fraction in true contact.
 
+    Top-L/5 the same over the L // 5 most probable pairs. A chain with fewer true long-range
+    contacts than L caps the top-L accuracy below 1: ``top_l_ceiling`` is that cap.
+
     Returns:
-        ``precision``, ``recall``, ``top_l_long``, ``n_true``, ``n_predicted``, each ``[*b]``
-        (precision NaN with nothing predicted, recall NaN with no true contact).
+        ``precision``, ``recall``, ``top_l_long``, ``top_l5_long``, ``top_l_ceiling``,
+        ``n_true``, ``n_predicted``, each ``[*b]`` (precision NaN with nothing predicted, recall
+        NaN with no true contact).
     """
     ca = true_ca.to(torch.float64)
     valid = torch.isfinite(ca).all(-1)
@@ -791,7 +795,7 @@ def contact_metrics(
     nan = torch.full_like(hits, math.nan)
     precision = torch.where(n_pred > 0, hits / n_pred.clamp(min=1), nan)
     recall = torch.where(n_true > 0, hits / n_true.clamp(min=1), nan)
-    # top-L long range
+    # top-L (and top-L/5) long range
     long_pairs = pairs & (separation >= long_range)
     scores = torch.where(
         long_pairs, prob.to(torch.float64), torch.full_like(prob, -math.inf, dtype=torch.float64)
@@ -803,13 +807,28 @@ def contact_metrics(
     ranked_ok = torch.gather(long_pairs.flatten(-2), -1, order)
     length = valid.sum(-1)
     rank = torch.arange(flat_scores.shape[-1], device=ca.device)
-    top = (rank < length[..., None]) & ranked_ok
-    n_top = top.sum(-1).to(torch.float64)
-    top_l = torch.where(n_top > 0, (ranked_truth & top).sum(-1) / n_top.clamp(min=1), nan)
+    n_true_long = flat_truth.sum(-1).to(torch.float64)
+
+    def top(count: Tensor) -> tuple[Tensor, Tensor]:
+        """(precision of the ``count`` best-ranked long-range pairs, its ceiling: the precision
+        if every true long-range contact were ranked first)."""
+        chosen = (rank < count[..., None]) & ranked_ok
+        n_top = chosen.sum(-1).to(torch.float64)
+        hits = (ranked_truth & chosen).sum(-1)
+        ok = n_top > 0
+        return (
+            torch.where(ok, hits / n_top.clamp(min=1), nan),
+            torch.where(ok, torch.minimum(n_true_long, n_top) / n_top.clamp(min=1), nan),
+        )
+
+    top_l, top_l_ceiling = top(length)
+    top_l5, _ = top(torch.div(length, 5, rounding_mode="floor").clamp(min=1))
     return {
         "precision": precision,
         "recall": recall,
         "top_l_long": top_l,
+        "top_l5_long": top_l5,
+        "top_l_ceiling": top_l_ceiling,
         "n_true": n_true,
         "n_predicted": n_pred,
     }
