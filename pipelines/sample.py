@@ -62,15 +62,16 @@ def run_sampling(
     *,
     checkpoint: str = "best",
     steps: int = 50,
-    eta: float = 0.3,
-    guidance: float = 1.5,
+    eta: float | None = None,
+    guidance: float | None = None,
     n: int = 0,
     max_length: int | None = None,
     batch_size: int = 4,
     seed: int = 0,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Sample the first ``n`` chains of ``data`` (all when 0) and write them to ``out``."""
+    """Sample the first ``n`` chains of ``data`` (all when 0) and write them to ``out``; ``eta`` and
+    ``guidance`` default to the run's version's (``sample_eta``, ``sample_guidance``)."""
     import torch
 
     from ptk.pipelines.train import resolve_device
@@ -83,6 +84,8 @@ def run_sampling(
     dataset = task.dataset(Path(data), max_length=length, crop="first", seed=seed)
     if len(dataset) == 0:
         raise PtkError(f"{data}: no chains to sample")
+    eta = float(config["train"]["sample_eta"]) if eta is None else eta
+    guidance = float(config["train"]["sample_guidance"]) if guidance is None else guidance
     generator = torch.Generator(device=dev).manual_seed(seed)
     torch.manual_seed(seed)
     summary = task.sample_and_evaluate(
@@ -101,7 +104,7 @@ def run_sampling(
         eval_name="summary/samples.csv",
     )
     count = min(n, len(dataset)) if n > 0 else len(dataset)
-    return {"n": count, "out": str(out), "version": task.name, **summary}
+    return {"n": count, "out": str(out), "version": task.name, "eta": eta, "guidance": guidance, **summary}
 
 
 @click.command("sample")
@@ -111,10 +114,10 @@ def run_sampling(
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the PDB files.")
 @click.option("--steps", default=50, show_default=True, type=click.IntRange(min=1), help="DDIM steps.")
 @click.option(
-    "--eta", default=0.3, show_default=True, type=click.FloatRange(min=0.0), help="DDIM stochasticity."
+    "--eta", default=None, type=click.FloatRange(min=0.0), help="DDIM stochasticity (default: the version's)."
 )
 @click.option(
-    "--guidance", default=1.5, show_default=True, type=float, help="Classifier-free guidance weight."
+    "--guidance", default=None, type=float, help="Classifier-free guidance weight (default: the version's)."
 )
 @click.option("--n", "n", default=0, type=click.IntRange(min=0), help="Sample the first N chains (0: all).")
 @click.option(
