@@ -1,5 +1,6 @@
 """Pallatom sparse atom transformers: the neighbour index against brute force, sparse attention
-against a dense N × N masked reference written here, documented shapes, finite gradients."""
+against a dense N × N masked reference written here, documented shapes, finite gradients; and the
+refiner's noise model (centring against a brute-force mean, noise draws, the loss's use of it)."""
 
 from __future__ import annotations
 
@@ -277,3 +278,81 @@ def test_gather_neighbors_shared_and_batched() -> None:
     batched = gather_neighbors(x, idx.expand(2, 5, 2))
     assert shared.shape == (2, 5, 2, 3)
     assert torch.equal(shared, batched) and torch.equal(shared[1, 2, 0], x[1, 4])
+
+
+# --------------------------------------------------------------------------- the refiner's noise model
+def _cath_like_batch(gen: torch.Generator) -> dict:
+    """Two chains of real residue types (5 and 3 residues, the second padded), atoms scattered
+    about an off-origin centre, a few present atoms dropped."""
+    from ptk.residues import ATOM37, RESIDUE_HEAVY_ATOMS, RESTYPES_3
+
+    aatype = torch.tensor([[0, 7, 13, 17, 19], [4, 10, 0, 0, 0]])  # ALA GLY PHE THR VAL / CYS LEU pad
+    residue_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    atoms = torch.randn(2, 5, 37, 3, generator=gen) * 5 + torch.tensor([30.0, -12.0, 4.0])
+    atom_mask = torch.zeros(2, 5, 37, dtype=torch.bool)
+    for b in range(2):
+        for i in range(5):
+            for name in RESIDUE_HEAVY_ATOMS[RESTYPES_3[int(aatype[b, i])]]:
+                atom_mask[b, i, ATOM37.index(name)] = True
+    atom_mask[0, 2, ATOM37.index("CZ")] = False
+    atom_mask[1, 1, ATOM37.index("CD1")] = False
+    atom_mask &= residue_mask[..., None]
+    return {"aatype": aatype, "atoms": atoms * atom_mask[..., None], "atom_mask": atom_mask,
+            "residue_mask": residue_mask}  # fmt: skip
+
+
+def test_centred_atom14_puts_the_present_atoms_centroid_at_the_origin() -> None:
+    from ptk.models.pallatom.refiner import centred_atom14
+
+    batch = _cath_like_batch(torch.Generator().manual_seed(0))
+    true, present, _ = centred_atom14(batch)
+    for b in range(2):
+        # brute force: the heavy atoms of the chain, centred by their own mean
+        xyz = batch["atoms"][b][batch["atom_mask"][b]].double()
+        centred = xyz - xyz.mean(0)
+        got = true[b][present[b]].double()
+        assert got.shape == centred.shape
+        assert torch.allclose(got.sort(0).values, centred.sort(0).values, atol=1e-4)
+        assert torch.all(true[b][~present[b]] == 0)
+
+
+def test_noise_atoms_is_sigma_times_the_generators_normal_draws() -> None:
+    from ptk.models.pallatom.refiner import centred_atom14, noise_atoms
+
+    batch = _cath_like_batch(torch.Generator().manual_seed(1))
+    true, present, _ = centred_atom14(batch)
+    sigma = torch.tensor([0.5, 3.0])
+    noisy = noise_atoms(true, present, sigma, torch.Generator().manual_seed(7))
+    eps = torch.randn(true.shape, generator=torch.Generator().manual_seed(7))
+    want = (true + sigma[:, None, None, None] * eps) * present[..., None]
+    assert torch.equal(noisy, want)
+    assert torch.all(noisy[~present] == 0)
+    # many atoms at one σ: the sample std of the displacement is σ within sampling error
+    big_true = torch.zeros(1, 400, 14, 3)
+    big = noise_atoms(big_true, torch.ones(1, 400, 14, dtype=torch.bool), torch.tensor([2.0]),
+                      torch.Generator().manual_seed(3))  # fmt: skip
+    assert abs(float(big.std()) - 2.0) < 0.05  # 16,800 draws: se of the std ≈ 2/√(2·16800) ≈ 0.011
+
+
+def test_refiner_loss_noises_with_noise_atoms() -> None:
+    """The training loss and any evaluation that calls noise_atoms use one noise model: the
+    loss's noisy-input lDDT equals the one of noise_atoms' draw at the σ the loss draws."""
+    from ptk.models.losses import smooth_lddt_loss
+    from ptk.models.pallatom.refiner import (
+        AtomRefiner,
+        RefinerConfig,
+        centred_atom14,
+        noise_atoms,
+        refiner_loss,
+    )
+
+    batch = _cath_like_batch(torch.Generator().manual_seed(2))
+    cfg = RefinerConfig(c_atom=16, c_atompair=4, c_token=16, c_pair=4, n_blocks=1, n_heads=2,
+                        window_size=4, max_rel_pos=4)  # fmt: skip
+    _, terms = refiner_loss(AtomRefiner(cfg), batch, generator=torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    sigma = cfg.noise_min + (cfg.noise_max - cfg.noise_min) * torch.rand(2, generator=gen)
+    true, present, _ = centred_atom14(batch)
+    noisy = noise_atoms(true, present, sigma, gen)
+    want = smooth_lddt_loss(noisy.reshape(2, -1, 3), true.reshape(2, -1, 3), present.reshape(2, -1))
+    assert torch.allclose(terms["noisy_lddt"], want)

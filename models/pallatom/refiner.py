@@ -31,7 +31,15 @@ from ptk.errors import ConfigError
 from ptk.models.pallatom.atom_transformer import AtomAttentionDecoder, AtomFeatureEncoder
 from ptk.residues import ATOM37, NUM_RESTYPES, RESIDUE_HEAVY_ATOMS, RESTYPES_3
 
-__all__ = ["RefinerConfig", "AtomRefiner", "atom14_table", "to_atom14", "refiner_loss"]
+__all__ = [
+    "RefinerConfig",
+    "AtomRefiner",
+    "atom14_table",
+    "to_atom14",
+    "centred_atom14",
+    "noise_atoms",
+    "refiner_loss",
+]
 
 SLOTS = 14
 ELEMENTS = ("C", "N", "O", "S")
@@ -167,6 +175,34 @@ class AtomRefiner(nn.Module):
         return (out * mask[..., None]).reshape(b, n, SLOTS, 3)
 
 
+def centred_atom14(
+    batch: dict[str, Any],
+) -> tuple[Float[Tensor, "b n 14 3"], Bool[Tensor, "b n 14"], Int[Tensor, "b n 14"]]:
+    """A ``collate_cath`` batch's heavy atoms in the 14-slot layout, each chain moved to put the
+    centroid of its present atoms at the origin (0 on absent slots): (true, present, element)."""
+    xyz, present, element = to_atom14(
+        batch["aatype"], batch["atoms"], batch["atom_mask"], batch["residue_mask"]
+    )
+    b, n = batch["aatype"].shape
+    w = present.reshape(b, -1, 1).to(xyz.dtype)
+    flat = xyz.reshape(b, -1, 3)
+    com = (flat * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1)
+    return ((flat - com) * w).reshape(b, n, SLOTS, 3), present, element
+
+
+def noise_atoms(
+    true: Float[Tensor, "b n 14 3"],
+    present: Bool[Tensor, "b n 14"],
+    sigma: Float[Tensor, " b"],
+    generator: torch.Generator | None = None,
+) -> Float[Tensor, "b n 14 3"]:
+    """The refiner's noise model: isotropic Gaussian noise of per-chain std ``sigma`` (Å) on every
+    present atom (absent slots stay 0); ``generator`` may live on another device than ``true``."""
+    gen_device = generator.device if generator is not None else true.device
+    eps = torch.randn(true.shape, generator=generator, device=gen_device).to(true.device)
+    return (true + sigma.to(true.dtype)[:, None, None, None] * eps) * present[..., None]
+
+
 def refiner_loss(
     model: AtomRefiner,
     batch: dict[str, Any],
@@ -184,20 +220,13 @@ def refiner_loss(
     from ptk.models.losses import atom_loss, smooth_lddt_loss
 
     cfg = model.cfg
-    xyz, present, element = to_atom14(
-        batch["aatype"], batch["atoms"], batch["atom_mask"], batch["residue_mask"]
-    )
+    true, present, element = centred_atom14(batch)
     b, n = batch["aatype"].shape
-    w = present.reshape(b, -1, 1).to(xyz.dtype)
-    flat_true = xyz.reshape(b, -1, 3)
-    com = (flat_true * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp(min=1)
-    true = ((flat_true - com) * w).reshape(b, n, SLOTS, 3)
-    device = xyz.device
+    device = true.device
     gen_device = generator.device if generator is not None else device
     u = torch.rand(b, generator=generator, device=gen_device).to(device)
     sigma = cfg.noise_min + (cfg.noise_max - cfg.noise_min) * u
-    eps = torch.randn(true.shape, generator=generator, device=gen_device).to(device)
-    noisy = (true + sigma[:, None, None, None] * eps) * present[..., None]
+    noisy = noise_atoms(true, present, sigma, generator)
     pred = model(noisy, present, element, batch["aatype"], batch["residue_mask"].bool())
 
     mask = present.reshape(b, -1)
