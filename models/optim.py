@@ -48,6 +48,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: what a Mini-Fold denoiser does with its sequence encoder (:attr:`TrainConfig.encoder`).
+ENCODER_MODES: tuple[str, ...] = ("stage1", "train", "random")
+
 SCHEDULES: tuple[str, ...] = (
     "constant",
     "cosine",
@@ -122,6 +125,12 @@ class TrainConfig:
     #: checkpoint (or run folder) of the trained stage-1 ContactClassifier whose encoder a denoiser
     #: freezes; "" = ``runs/<encoder_from>/`` next to this run when it exists.
     encoder_checkpoint: str = ""
+    #: the sequence encoder of a version with ``encoder_from`` (Mini-Fold v10 … v14). "stage1"
+    #: (the page's recipe): the trained stage-1 ContactClassifier's, frozen; a fresh run without
+    #: one is refused. "train": trained with the rest, unfrozen (from the stage-1 weights when a
+    #: run is found, else from scratch). "random": its random initialisation, frozen (smoke tests
+    #: only: the model then conditions on an untrained function of the sequence).
+    encoder: str = "stage1"
 
     #: keys that may change when a run is resumed (everything else is fixed by config.json).
     RUNTIME_KEYS = ("epochs", "halt_after", "num_workers", "progress", "patience", "sample_every")
@@ -150,6 +159,8 @@ class TrainConfig:
             raise unknown_choice("LR schedule", self.schedule, SCHEDULES)
         if self.amp not in ("auto", "bf16", "off"):
             raise unknown_choice("amp mode", self.amp, ("auto", "bf16", "off"))
+        if self.encoder not in ENCODER_MODES:
+            raise unknown_choice("encoder mode", self.encoder, ENCODER_MODES)
         if self.crop not in ("random", "first", "center"):
             raise unknown_choice("crop", self.crop, ("random", "first", "center"))
         for name in ("epochs", "batch_size", "grad_accum", "max_length"):

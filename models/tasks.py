@@ -462,20 +462,47 @@ class MiniFoldTask(Task):
             notes.append(
                 f"init_from {self.init_from}: no run at {run_dir.parent / self.init_from}; from scratch"
             )
-        enc = _resolve_checkpoint(self.train.encoder_checkpoint, run_dir, self.encoder_from)
-        if enc is not None and hasattr(self._mf, "load_encoder"):
-            self._mf.load_encoder(model, _ema_state(enc))
-            notes.append(f"frozen encoder from {enc}")
-        elif self.encoder_from and self.family == "minifold":
-            notes.append(f"encoder_from {self.encoder_from}: no run at {run_dir.parent / self.encoder_from}")
+        if self.family == "minifold" and self.encoder_from:
+            notes.append(self._initialize_encoder(model, run_dir))
         return notes
+
+    def _initialize_encoder(self, model: nn.Module, run_dir: Path) -> str:
+        """The sequence encoder as ``train.encoder`` asks (see :class:`TrainConfig`)."""
+        mode = self.train.encoder
+        if mode == "random":
+            if self.train.encoder_checkpoint:
+                raise ConfigError("--set encoder=random contradicts encoder_checkpoint; drop one of them")
+            log.warning("encoder=random: the sequence encoder stays frozen at its random initialisation")
+            return "frozen encoder: random initialisation (encoder=random)"
+        enc = _resolve_checkpoint(self.train.encoder_checkpoint, run_dir, self.encoder_from)
+        if enc is None and mode == "stage1":
+            stage1 = run_dir.parent / self.encoder_from
+            raise ConfigError(
+                f"{self.name} conditions on the trained stage-1 encoder of {self.encoder_from}, and there is "
+                f"no {self.encoder_from} run at {stage1} (checkpoints/best.pt). Train it first "
+                f"(ptk train --version {self.encoder_from} --data SHARDS --out {stage1}), or name one with "
+                "--set encoder_checkpoint=PATH, or pass --set encoder=train to train the encoder with "
+                "the rest (unfrozen), or --set encoder=random for a smoke test"
+            )
+        note = "encoder: trained from scratch with the rest (encoder=train)"
+        if enc is not None:
+            self._mf.load_encoder(model, _ema_state(enc))
+            note = f"frozen encoder from {enc}"
+        if mode == "train":
+            model.unfreeze_encoder()
+            if enc is not None:
+                note = f"encoder from {enc}, trained with the rest (encoder=train)"
+        return note
 
     def _predicts_backbone(self) -> bool:
         model_cfg = self.model_config.get("model", {})
         return bool(model_cfg.get("denoiser", {}).get("backbone_head", False))
 
     def build_model(self) -> nn.Module:
-        return self._mf.build_model(self.version_config)
+        model = self._mf.build_model(self.version_config)
+        if self.family == "minifold" and self.encoder_from and self.train.encoder == "train":
+            model.unfreeze_encoder()
+        return model
 
     def loss(self, model, batch, *, epoch, step, training, generator=None):
         # Validation weighs the terms as at the end of the anneals (bond β(e), v14's backbone

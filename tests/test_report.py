@@ -43,7 +43,18 @@ def report_runs(tmp_path_factory: pytest.TempPathFactory, dompdb_files: list[Pat
     _ptk("ingest", "cath", *map(str, dompdb_files[:6]), "--out", str(cath), "--scheduler", "synchronous")
     _ptk("ingest", "qfit", str(sample_data_dir("altloc")), "--out", str(qfit), "--scheduler", "synchronous")
     common = ["--size", "tiny", "--epochs", "2", "--device", "cpu"]
-    _ptk("train", "--version", "v13", "--data", str(cath), "--out", str(runs / "v13"), *common)
+    _ptk(
+        "train",
+        "--version",
+        "v13",
+        "--data",
+        str(cath),
+        "--out",
+        str(runs / "v13"),
+        *common,
+        "--set",
+        "encoder=random",
+    )
     _ptk("train", "--version", "qfitlatent", "--data", str(qfit), "--out", str(runs / "qfit-try1"), *common)
     one = ["--size", "tiny", "--epochs", "1", "--device", "cpu"]
     _ptk("train", "--version", "contact-classifier", "--data", str(cath), "--out", str(runs / "cc"), *one)

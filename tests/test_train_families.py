@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,9 @@ FAMILIES = (
     ("qfitlatent", "qfit"),
     ("pallatom-refiner", "cath"),
 )
-#: settings that keep a tiny run at a few seconds on one core
-FAST = ("max_length=32", "sample_every=2", "sample_steps=3", "sample_n=2", "progress=false")
+#: settings that keep a tiny run at a few seconds on one core (the Mini-Fold versions on a frozen
+#: random encoder: these runs test the engine, not what the stage-1 encoder gives)
+FAST = ("max_length=32", "sample_every=2", "sample_steps=3", "sample_n=2", "progress=false", "encoder=random")
 
 
 @pytest.fixture(autouse=True)
@@ -309,6 +311,42 @@ def test_cuda_bf16_training(session_dir: Path, shared_data: Path, tmp_path: Path
     rows = read_metrics(out)
     assert all(r["skipped_batches"] == "0" for r in rows) and float(rows[1]["ddim_tm"]) > 0
     assert json.loads((out / "config.json").read_text())["device"].startswith("cuda")
+
+
+def test_a_frozen_encoder_version_needs_its_stage_1_run(
+    session_dir: Path, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """v13 conditions on the trained stage-1 ContactClassifier, frozen (the page). A fresh run
+    with no stage-1 run beside it is refused with one line naming the missing run; with one
+    beside it, the encoder holds that run's EMA weights and stays frozen; ``encoder=train``
+    starts from them and trains them."""
+    data = ingest_cached(session_dir, shared_data, "cath")
+    runs = tmp_path / "runs"
+
+    def args(out: Path, *extra: str) -> list[str]:
+        base = train_args("v13", data, out, *extra, epochs=1)
+        i = base.index("encoder=random")
+        return base[: i - 1] + base[i + 1 :]
+
+    with pytest.raises(SystemExit) as exc:
+        main(args(runs / "v13"))
+    err = capsys.readouterr().err
+    assert exc.value.code == 1 and err.startswith("ptk: error: v13 conditions on the trained stage-1")
+    assert len(err.strip().splitlines()) == 1 and str(runs / "contact-classifier") in err
+    assert not (runs / "v13" / "checkpoints").exists()
+
+    stage1 = trained_run(session_dir, shared_data, "contact-classifier")
+    shutil.copytree(stage1, runs / "contact-classifier")
+    trained = torch.load(stage1 / "checkpoints" / "best.pt", weights_only=False)["ema"]["module"]
+    main(args(runs / "v13"))
+    assert f"frozen encoder from {runs / 'contact-classifier'}" in (runs / "v13" / "train.log").read_text()
+    main(args(runs / "v13-joint", "--set", "encoder=train"))
+    for run, frozen in (("v13", True), ("v13-joint", False)):
+        state = torch.load(runs / run / "checkpoints" / "last.pt", weights_only=False)["model"]
+        encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+        assert encoder.keys() == trained.keys()
+        same = [torch.equal(encoder[k], trained[k]) for k in trained]
+        assert all(same) if frozen else not all(same), run
 
 
 def test_warm_start_from_the_parent_run(session_dir: Path, shared_data: Path, tmp_path: Path) -> None:

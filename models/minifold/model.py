@@ -39,6 +39,7 @@ class MiniFold(nn.Module):
 
     The encoder is frozen: its parameters do not require grad and :meth:`train` keeps it in eval
     mode (no dropout), as in the page's "frozen ContactClassifier encoder".
+    :meth:`unfreeze_encoder` makes it train with the rest (``ptk train --set encoder=train``).
     """
 
     def __init__(self, cfg: MiniFoldConfig, version: VersionConfig | None = None):
@@ -49,6 +50,7 @@ class MiniFold(nn.Module):
         self.encoder = ContactClassifier(enc)
         self.encoder.requires_grad_(False)
         self.encoder.eval()
+        self.encoder_trainable = False
         self.pair_stack = PairStack(cfg.pair_stack, enc.dim, enc.d_pair)
         self.aux_pair = AuxPairStack(cfg.aux_pair, enc.dim, cfg.pair_stack.d_pair)
         self.rg_pred = RgPredictor(enc.dim, cfg.rg.hidden)
@@ -59,19 +61,27 @@ class MiniFold(nn.Module):
 
     def train(self, mode: bool = True) -> MiniFold:
         super().train(mode)
-        self.encoder.eval()
+        if not self.encoder_trainable:
+            self.encoder.eval()
         return self
+
+    def unfreeze_encoder(self) -> None:
+        """Train the encoder with the rest of the model (not the page's recipe, which freezes
+        the trained stage-1 ContactClassifier)."""
+        self.encoder_trainable = True
+        self.encoder.requires_grad_(True)
+        self.encoder.train(self.training)
 
     # --- pieces ---------------------------------------------------------------------------
     def condition(
         self, aatype: Int[Tensor, "b n"], mask: Bool[Tensor, "b n"], null: Bool[Tensor, " b"] | None = None
     ) -> Conditioning:
-        """Encoder (frozen, no grad), pair stack, aux distance logits and log R_g. ``null``
+        """Encoder (frozen: no grad), pair stack, aux distance logits and log R_g. ``null``
         marks the unconditional (CFG) examples: their residue tokens become MASK."""
         mask = mask.bool()
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.encoder_trainable and torch.is_grad_enabled()):
             enc = self.encoder.encode(aatype, mask, null)
-        single, enc_pair = enc["single"].detach(), enc["pair"].detach()
+        single, enc_pair = enc["single"], enc["pair"]
         index = residue_index_of(mask)
         pair = self.pair_stack(single, enc_pair, index, mask)
         return Conditioning(
