@@ -105,6 +105,14 @@ class QFitLatentConfig:
                    dropout=0.0, max_rel_pos=8, n_rbf=8, n_transition_layers=2)  # fmt: skip
 
     @classmethod
+    def small(cls) -> QFitLatentConfig:
+        """A config that memorises a few qFit chains in CPU minutes (``benchmarks/learning.py``:
+        2.5 nats a residue under uniform after 1,200 steps on 160 valid residues)."""
+        return dataclasses.replace(
+            cls.tiny(), d_s=32, d_z=16, n_heads=4, c_head=8, n_qk_points=4, n_v_points=4
+        )
+
+    @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> QFitLatentConfig:
         """Strict construction: an unknown key is a ConfigError naming the allowed ones."""
         allowed = {f.name for f in dataclasses.fields(cls)}

@@ -301,7 +301,13 @@ def run_training(
 @click.option("--val-data", type=click.Path(file_okay=False), default=None, help="Validation shard dataset.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder to write.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (default: the version's).")
-@click.option("--size", type=click.Choice(["tiny", "default"]), default="default", show_default=True)
+@click.option(
+    "--size",
+    type=click.Choice(["default", "small", "tiny"]),
+    default="default",
+    show_default=True,
+    help="default: the reference sizes; small: memorises a few chains in CPU minutes; tiny: seconds a step.",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")

@@ -116,10 +116,22 @@ def test_every_version_resolves_typed_and_frozen(name, size):
     assert VersionConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
+@pytest.mark.parametrize("name", VERSIONS)
+def test_every_size_resolves_and_freezes_the_stage1_encoder_of_its_size(name):
+    """``small`` (CPU minutes, ``benchmarks/learning.py``) resolves like the others, and at every
+    size a denoiser's encoder is its stage-1 model's (so ``load_encoder`` fits)."""
+    small = minifold.load_version(name, "small")
+    assert small.size == "small" and VersionConfig.from_dict(json.loads(json.dumps(small.to_dict()))) == small
+    for size in ("default", "small", "tiny"):
+        stage1 = minifold.load_version("contact-classifier", size).model.encoder
+        assert minifold.load_version(name, size).model.encoder == stage1
+    assert minifold.load_version(name, "tiny").model != small.model != minifold.load_version(name).model
+
+
 def test_unknown_names_and_keys_are_config_errors():
     with pytest.raises(ConfigError, match="allowed: .*v13"):
         minifold.load_version("v99")
-    with pytest.raises(ConfigError, match="allowed: default, tiny"):
+    with pytest.raises(ConfigError, match="allowed: default, small, tiny"):
         minifold.load_version("v13", "huge")
     data = minifold.load_version("v13").to_dict()
     data["model"]["denoiser"]["n_layerz"] = 8
@@ -144,7 +156,7 @@ def version_dir(tmp_path, monkeypatch):
 
     def clear():
         for fn in (registry.list_versions, registry.raw_version, registry._default_tree,
-                   registry._tiny_overrides, registry.load_version):  # fmt: skip
+                   registry._size_overrides, registry.load_version):  # fmt: skip
             fn.cache_clear()
 
     clear()
@@ -163,6 +175,15 @@ def test_a_toml_naming_an_unknown_key_is_a_config_error(version_dir):
         registry.load_version("v15")
     with pytest.raises(ConfigError, match="modle"):
         registry.load_version("v16")
+
+
+def test_a_denoiser_toml_setting_the_encoder_is_a_config_error(version_dir):
+    """The encoder's sizes belong to the stage-1 version (encoder_from): one place."""
+    (version_dir / "v15.toml").write_text(
+        '[version]\nparent = "v13"\nchanges = ["wider"]\n[small.model.encoder]\ndim = 96\n', encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match="contact-classifier.toml"):
+        registry.load_version("v15", "small")
 
 
 def test_a_child_toml_inherits_and_overrides(version_dir):

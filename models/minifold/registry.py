@@ -15,11 +15,17 @@ inherited. Layout of ``versions/<name>.toml``::
     [loss]                    # MiniFoldLossConfig / ClassifierLossConfig fields
     [train]                   # ptk.models.optim.TrainConfig keys; a table value (lr_groups,
                               # clip) replaces the parent's table as a whole
-    [tiny.model.<block>]      # overrides applied for size="tiny" (inherited along the chain)
+    [small.model.<block>]     # overrides applied for size="small" (inherited along the chain)
+    [small.train]
+    [tiny.model.<block>]      # the same for size="tiny"
     [tiny.train]
 
-Resolution: default = parent's default ⊕ own tables; tiny = default ⊕ (parent's tiny overrides
-⊕ own tiny overrides). A key a dataclass does not have is a :class:`ptk.errors.ConfigError`.
+Resolution: default = parent's default ⊕ own tables; small (tiny) = default ⊕ (parent's small
+(tiny) overrides ⊕ own small (tiny) overrides). A key a dataclass does not have is a
+:class:`ptk.errors.ConfigError`.
+
+Sizes: ``default`` is the page's; ``small`` memorises a handful of chains in minutes on two CPU
+cores (``benchmarks/learning.py``); ``tiny`` runs a training step in seconds (tests, smoke runs).
 """
 
 from __future__ import annotations
@@ -31,14 +37,15 @@ from importlib import resources
 from typing import Any
 
 from ptk.errors import ConfigError, unknown_choice
-from ptk.models.minifold.config import FAMILIES, VersionConfig
+from ptk.models.minifold.config import FAMILIES, VersionConfig, dataclass_to_dict
 
 __all__ = ["SIZES", "list_versions", "load_version", "version_chain", "changed_keys", "raw_version"]
 
-SIZES: tuple[str, ...] = ("default", "tiny")
-_TOP_KEYS = ("version", "model", "loss", "train", "tiny")
+SIZES: tuple[str, ...] = ("default", "small", "tiny")
+_SIZE_TABLES = SIZES[1:]
+_TOP_KEYS = ("version", "model", "loss", "train", *_SIZE_TABLES)
 _META_KEYS = ("parent", "family", "description", "changes", "init_from", "encoder_from")
-_TINY_KEYS = ("model", "loss", "train")
+_SIZE_KEYS = ("model", "loss", "train")
 
 
 def _version_dir() -> Any:
@@ -75,9 +82,10 @@ def raw_version(name: str) -> dict[str, Any]:
     for key in data.get("version", {}):
         if key not in _META_KEYS:
             raise unknown_choice(f"[version] key in versions/{name}.toml; key", key, _META_KEYS)
-    for key in data.get("tiny", {}):
-        if key not in _TINY_KEYS:
-            raise unknown_choice(f"[tiny] table in versions/{name}.toml; table", key, _TINY_KEYS)
+    for size in _SIZE_TABLES:
+        for key in data.get(size, {}):
+            if key not in _SIZE_KEYS:
+                raise unknown_choice(f"[{size}] table in versions/{name}.toml; table", key, _SIZE_KEYS)
     return data
 
 
@@ -117,10 +125,10 @@ def _default_tree(name: str) -> dict[str, Any]:
 
 
 @cache
-def _tiny_overrides(name: str) -> dict[str, Any]:
+def _size_overrides(name: str, size: str) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for ancestor in version_chain(name):
-        tree = _merge(tree, raw_version(ancestor).get("tiny", {}))
+        tree = _merge(tree, raw_version(ancestor).get(size, {}))
     return tree
 
 
@@ -163,7 +171,7 @@ def changed_keys(name: str) -> list[str]:
 @cache
 def load_version(name: str, size: str = "default") -> VersionConfig:
     """The resolved, validated config of version ``name`` at ``size`` (``"default"``: the page's
-    sizes; ``"tiny"``: a CPU-seconds training step)."""
+    sizes; ``"small"``: CPU minutes to memorise a few chains; ``"tiny"``: a CPU-seconds step)."""
     if size not in SIZES:
         raise unknown_choice("model size", size, SIZES)
     meta = raw_version(name).get("version", {})
@@ -171,8 +179,18 @@ def load_version(name: str, size: str = "default") -> VersionConfig:
     if family not in FAMILIES:
         raise unknown_choice(f"family of version {name!r}; family", family, FAMILIES)
     tree = _default_tree(name)
-    if size == "tiny":
-        tree = _merge(tree, _tiny_overrides(name))
+    if size != "default":
+        tree = _merge(tree, _size_overrides(name, size))
+    encoder_from = _inherited_meta(name, "encoder_from")
+    if encoder_from is not None:
+        # the frozen encoder is the stage-1 model's, at the same size: one place for its sizes
+        if "encoder" in tree.get("model", {}):
+            raise ConfigError(
+                f"versions/{name}.toml: [model.encoder] is set by encoder_from = {encoder_from!r}; "
+                f"change it in versions/{encoder_from}.toml"
+            )
+        stage1 = load_version(encoder_from, size).model
+        tree = _merge(tree, {"model": {"encoder": dataclass_to_dict(stage1.encoder)}})
     data = {
         "version": name,
         "family": family,
