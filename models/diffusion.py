@@ -34,6 +34,7 @@ __all__ = [
     "SCHEDULES",
     "NoiseSchedule",
     "center",
+    "center_of_mass",
     "centered_noise",
     "randn",
     "cfg_combine",
@@ -49,13 +50,20 @@ def _masked(x: Tensor, mask: Tensor | None) -> Tensor:
     return x if mask is None else x * mask[..., None].to(x.dtype)
 
 
+def center_of_mass(
+    x: Float[Tensor, "*b n 3"], mask: Bool[Tensor, "*b n"] | None = None
+) -> Float[Tensor, "*b 1 3"]:
+    """The (unweighted) centre of the masked points, ``[*b, 1, 3]``; 0 with no point."""
+    if mask is None:
+        return x.mean(-2, keepdim=True)
+    w = mask[..., None].to(x.dtype)
+    return (x * w).sum(-2, keepdim=True) / w.sum(-2, keepdim=True).clamp(min=1)
+
+
 def center(x: Float[Tensor, "*b n 3"], mask: Bool[Tensor, "*b n"] | None = None) -> Float[Tensor, "*b n 3"]:
     """``x`` minus its centre of mass over the masked points; padding set to 0."""
-    if mask is None:
-        return x - x.mean(-2, keepdim=True)
-    w = mask[..., None].to(x.dtype)
-    com = (x * w).sum(-2, keepdim=True) / w.sum(-2, keepdim=True).clamp(min=1)
-    return (x - com) * w
+    com = center_of_mass(x, mask)
+    return _masked(x - com, mask)
 
 
 def centered_noise(

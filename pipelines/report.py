@@ -24,6 +24,16 @@ __all__ = ["report", "write_report", "version_info"]
 log = logging.getLogger("ptk.report")
 
 
+def deviation_rows(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(key, value, the page's value, why) of a resolved Mini-Fold config (``VersionConfig.to_dict``
+    or a run's ``config.json`` model) where it differs from the reference page."""
+    try:
+        from ptk.models.minifold.config import page_deviations
+    except ImportError:  # pragma: no cover - model code missing from an installation
+        return []
+    return [(d.key, str(value), str(d.page), d.why) for d, value in page_deviations(config)]
+
+
 def version_info(version: str) -> Any:
     """A :class:`ptk.report.VersionInfo` from the model registries (bare when unknown)."""
     from ptk.report import VersionInfo
@@ -54,6 +64,7 @@ def version_info(version: str) -> Any:
             changed_keys=registry.changed_keys(version),
             ancestors=chain[:-1],
             default_params=params,
+            page_deviations=deviation_rows(cfg.to_dict()),
         )
     try:
         from ptk.models import tasks
@@ -187,6 +198,8 @@ def write_report(
     runs_dir = Path(runs_dir)
     info = version_info(version)
     run = rep.pick_run(version, runs_dir)
+    if run is not None and isinstance(run.config.get("model"), dict):
+        info.page_deviations = deviation_rows(run.config["model"])
     if run is None:
         from ptk.errors import unknown_choice
         from ptk.models.tasks import list_versions

@@ -35,6 +35,7 @@ def _count(build: Any) -> tuple[int, int]:
 
 def _minifold_rows() -> list[dict[str, Any]]:
     from ptk.models import minifold
+    from ptk.models.minifold.config import page_deviations
 
     rows = []
     for name in minifold.list_versions():
@@ -48,6 +49,10 @@ def _minifold_rows() -> list[dict[str, Any]]:
                 "description": cfg.description,
                 "changes": list(cfg.changes),
                 "changed_keys": minifold.changed_keys(name),
+                "page_deviations": [
+                    {"key": d.key, "value": value, "page": d.page, "why": d.why}
+                    for d, value in page_deviations(cfg.to_dict())
+                ],
                 "params": total,
                 "trainable_params": trainable,
             }
@@ -76,6 +81,7 @@ def _extra_rows() -> list[dict[str, Any]]:
                 "description": extra.get("description", ""),
                 "changes": list(extra.get("changes", [])),
                 "changed_keys": [],
+                "page_deviations": [],
                 "params": total,
                 "trainable_params": trainable,
             }
@@ -84,8 +90,8 @@ def _extra_rows() -> list[dict[str, Any]]:
 
 
 def version_rows() -> list[dict[str, Any]]:
-    """One dict per version: name, family, parent, description, changes, changed_keys, params,
-    trainable_params."""
+    """One dict per version: name, family, parent, description, changes, changed_keys,
+    page_deviations (key, value, page, why), params, trainable_params."""
     return _minifold_rows() + _extra_rows()
 
 
@@ -111,4 +117,8 @@ def versions(as_json: bool) -> None:
         )
         for change in row["changes"]:
             click.echo(f"{'':<22}- {change}")
+        for dev in row["page_deviations"]:
+            click.echo(f"{'':<22}! {dev['key']} = {dev['value']} (page: --set {dev['key']}={dev['page']})")
     click.echo(f"{len(rows)} versions")
+    if any(row["page_deviations"] for row in rows):
+        click.echo("! = a default that differs from the reference page; `ptk versions --json` says why")

@@ -18,11 +18,12 @@ from ptk.errors import ConfigError
 from ptk.geometry import contact_map
 from ptk.models import minifold
 from ptk.models.minifold import registry
-from ptk.models.minifold.config import VersionConfig
+from ptk.models.minifold.config import VersionConfig, page_deviations
 from ptk.models.minifold.contact_classifier import CATH_ARCHITECTURES, MASK, PAD, arch_index, tokenize
 from ptk.models.minifold.frames import ca_frames, gated_frames
 from ptk.models.optim import module_matches
 from ptk.models.rigid import random_rigid, rotation_angle
+from ptk.models.tasks import get_task
 from ptk.residues import BACKBONE_INDICES
 from ptk.structure import read_chains
 
@@ -283,7 +284,13 @@ def test_training_recipes_are_the_pages():
         60,
     )
     assert (v13["min_lr"], v13["lr_groups"]) == (1e-6, {"pair_stack": 3.0, "aux_pair": 2.0})
-    assert (v13["sample_every"], v13["sample_eta"], v13["sample_guidance"]) == (5, 0.3, 1.5)
+    assert (v13["sample_every"], v13["sample_eta"], v13["sample_guidance"]) == (5, 0.3, 1.0)
+    # the page samples at guidance 1.5: ptk's 1.0 is a listed deviation, the page's one --set away
+    devs = {d.key: (d.page, value) for d, value in page_deviations(minifold.load_version("v13").to_dict())}
+    assert devs["train.sample_guidance"] == (1.5, 1.0)
+    task = get_task("v13", "default", {"sample_guidance": "1.5"})
+    assert task.train.sample_guidance == 1.5
+    assert "train.sample_guidance" not in {d.key for d, _ in page_deviations(task.model_config)}
     assert t["v14"]["lr_groups"]["backbone_head"] == 5.0
     cc = t["contact-classifier"]
     assert (cc["batch_size"], cc["lr"], cc["patience"], cc["schedule"]) == (24, 2e-4, 15, "warmup_cosine")
@@ -441,12 +448,24 @@ def _noised(
     return x_t * mask[..., None], t_vec
 
 
+def with_denoiser(name: str, size: str = "tiny", **denoiser) -> VersionConfig:
+    """Version ``name`` with denoiser options set (e.g. the page's frame options, which
+    ``PAGE_DEVIATIONS`` lists)."""
+    data = minifold.load_version(name, size).to_dict()
+    data["model"]["denoiser"].update(denoiser)
+    return VersionConfig.from_dict(data)
+
+
+#: The page's frame options (ptk's defaults differ: ``config.PAGE_DEVIATIONS``).
+PAGE_FRAMES = {"frame_init": "snr_gated", "trans_init": "noised", "self_cond": "frames"}
+
+
 @pytest.mark.parametrize("name", ["v12", "v14", "v10"])
 def test_denoiser_x0_is_equivariant_to_a_rigid_motion(name, small_batch):
     """x0(R x_t + τ) = R x0(x_t) + τ (and the learned frames and backbone move along) at low noise,
     where the SNR gate gives pure Gram-Schmidt frames (conf = 1), with and without
-    self-conditioning."""
-    cfg = minifold.load_version(name, "tiny")
+    self-conditioning: the page's SNR-gated frames (ptk's other defaults kept)."""
+    cfg = with_denoiser(name, frame_init="snr_gated")
     model = randomize(minifold.build_model(cfg)).eval()
     mask = small_batch["residue_mask"]
     x_t, t = _noised(model, small_batch["backbone"][:, :, 1], mask, t=50, seed=0)
@@ -473,7 +492,8 @@ def test_denoiser_x0_is_equivariant_to_a_rigid_motion(name, small_batch):
 
 
 def test_snr_gate_identity_at_high_noise_gram_schmidt_at_low_noise(small_batch):
-    cfg = minifold.load_version("v13", "tiny")
+    """The page's frame options: the SNR gate slerps the identity into the Gram-Schmidt frames."""
+    cfg = with_denoiser("v13", **PAGE_FRAMES)
     model = minifold.build_model(cfg)
     mask = small_batch["residue_mask"]
     ca = small_batch["backbone"][:, :, 1]
@@ -498,6 +518,96 @@ def test_snr_gate_identity_at_high_noise_gram_schmidt_at_low_noise(small_batch):
     gs, valid = ca_frames(x_t, mask)
     init = gated_frames(x_t, conf, mask)
     assert torch.allclose(rotation_angle(init.rot)[valid], conf[0] * rotation_angle(gs.rot)[valid], atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["v12", "v14"])
+def test_default_denoiser_is_equivariant_to_a_translation(name, small_batch):
+    """ptk's default frames (identity rotations, shrunk translations, self-conditioning as
+    features) keep x0(x_t + τ) = x0(x_t) + τ at every noise level, with and without
+    self-conditioning (rotations of x_t are not followed: ``PAGE_DEVIATIONS``)."""
+    model = randomize(minifold.build_model(minifold.load_version(name, "tiny"))).eval()
+    mask = small_batch["residue_mask"]
+    shift = torch.tensor([[3.0, -2.0, 5.0], [-1.0, 4.0, 0.5]])[:, None]
+    moved = lambda x: (x + shift) * mask[..., None]  # noqa: E731
+    with torch.no_grad():
+        cond = model.condition(small_batch["aatype"], mask)
+        for t in (0, 50, 500, 999):
+            x_t, t_vec = _noised(model, small_batch["backbone"][:, :, 1], mask, t=t, seed=t)
+            a, b = model.denoise(cond, x_t, t_vec), model.denoise(cond, moved(x_t), t_vec)
+            a_sc = model.denoise(cond, x_t, t_vec, a["x0"])
+            b_sc = model.denoise(cond, moved(x_t), t_vec, moved(a["x0"]))
+            for ref, out in ((a, b), (a_sc, b_sc)):
+                assert torch.allclose(moved(ref["x0"]), out["x0"], atol=1e-4), t
+
+
+def test_initial_frames_never_start_from_rotations_without_orientation(dompdb):
+    """Gram-Schmidt frames of a noised Cα trace (÷10 Å) are no better than random rotations (median
+    error ≥ 90°; random ones: 126°) from SNR ≈ 10 down. The page's gate opens them in full at SNR
+    1 (the defect the default avoids); the default starts every frame at the identity, and
+    wherever a denoiser starts from other rotations they must be near the clean trace's frames."""
+    import math
+
+    from ptk.models.diffusion import center
+
+    batch = cath_batch([dompdb[n] for n in ("1a04A02", "1cf7B00", "1ufmA00", "4gs3A00")])
+    mask = batch["residue_mask"]
+    ca = batch["backbone"][:, :, 1]
+    clean, clean_ok = ca_frames(center(ca, mask) / 10.0, mask)
+
+    def median_error(model, t: int) -> tuple[float, float]:
+        x_t, t_vec = _noised(model, ca, mask, t, seed=t)
+        init = model.denoiser.initial_frames(x_t, model.frame_confidence(t_vec), mask, None)
+        noisy, ok = ca_frames(x_t, mask)
+        keep = ok & clean_ok
+        gs_error = rotation_angle(noisy.rot.transpose(-1, -2) @ clean.rot)[keep].median()
+        init_error = rotation_angle(init.rot.transpose(-1, -2) @ clean.rot)[keep].median()
+        eye = torch.eye(3).expand_as(init.rot)
+        identity = bool(torch.allclose(init.rot[mask], eye[mask], atol=1e-6))
+        return math.degrees(gs_error), (math.nan if identity else math.degrees(init_error))
+
+    page = minifold.build_model(with_denoiser("v13", **PAGE_FRAMES))
+    gs_error, page_error = median_error(page, 500)  # SNR ≈ 1: the page's gate is fully open
+    assert gs_error > 100 and page_error > 100
+    for name in ("v11", "v12", "v13", "v14"):
+        model = minifold.build_model(minifold.load_version(name, "tiny"))
+        for t in range(0, 1000, 50):
+            gs_error, init_error = median_error(model, t)
+            assert math.isnan(init_error) or init_error < 30, (name, t, gs_error, init_error)
+
+
+def test_shrunk_start_is_the_least_squares_estimate_of_x0():
+    """For x0 ~ N(0, s²) per axis (s = R_g / √3 in model units), the c minimising E|x0 − c x_t|² is
+    √ᾱ s² / (ᾱ s² + 1 − ᾱ): the shrink of the initial translations equals the regression slope of
+    x0 on x_t over Gaussian draws (0.01 absolute), from about 1/√ᾱ at low noise to 0 at high."""
+    model = minifold.build_model(minifold.load_version("v13", "tiny"))
+    rg = torch.tensor([12.0, 20.0])  # Å
+    cond = {"log_rg": torch.log(rg)}
+    g = torch.Generator().manual_seed(0)
+    for t in (0, 100, 300, 500, 700, 999):
+        t_vec = torch.full((2,), t)
+        c = model.shrink(t_vec, cond)
+        x0 = torch.randn(2, 200_000, generator=g) * (rg[:, None] / 10.0 / math.sqrt(3.0))
+        x_t = model.schedule.q_sample(x0[..., None], t_vec, torch.randn(2, 200_000, 1, generator=g))[..., 0]
+        slope = (x0 * x_t).sum(-1) / (x_t * x_t).sum(-1)
+        assert torch.allclose(c, slope, atol=0.01), (t, c, slope)
+
+
+def test_self_conditioning_features_keep_the_initial_frames(small_batch):
+    """ptk's self-conditioning (``self_cond="features"``) feeds the previous x0 as features only:
+    the frames the denoiser starts from are those without it (the page's ``"frames"`` starts from
+    the previous x0 instead, which made DDIM drift: ``PAGE_DEVIATIONS``)."""
+    model = randomize(minifold.build_model(minifold.load_version("v13", "tiny"))).eval()
+    mask = small_batch["residue_mask"]
+    x_t, t = _noised(model, small_batch["backbone"][:, :, 1], mask, t=300, seed=4)
+    x_sc, _ = _noised(model, small_batch["backbone"][:, :, 1], mask, t=0, seed=5)
+    conf = model.frame_confidence(t)
+    with torch.no_grad():
+        cond = model.condition(small_batch["aatype"], mask)
+        skip = model.shrink(t, cond)
+        without = model.denoiser.initial_frames(x_t, conf, mask, None, skip)
+        with_sc = model.denoiser.initial_frames(x_t, conf, mask, x_sc, skip)
+        assert torch.equal(without.trans, with_sc.trans) and torch.equal(without.rot, with_sc.rot)
+        assert not torch.allclose(model.denoise(cond, x_t, t)["x0"], model.denoise(cond, x_t, t, x_sc)["x0"])
 
 
 def test_gram_schmidt_frames_of_a_real_trace_follow_the_chain(small_batch):
@@ -549,6 +659,31 @@ def test_ptk_versions_lists_every_version_with_its_size():
     assert rows["v12"]["params"] - rows["v12"]["trainable_params"] == rows["contact-classifier"]["params"]
     text = CliRunner().invoke(cli, ["versions"])
     assert text.exit_code == 0 and "v14" in text.output and "37.0" in text.output
+
+
+def test_every_default_that_differs_from_the_page_is_listed_with_the_way_back():
+    """``ptk versions`` lists, per version, each default that differs from the Mini-Fold page with
+    the ``--set`` that restores the page's value; set back, a key is no longer listed. v10 (EGNN,
+    no frames, no guidance) keeps the page's settings."""
+    from ptk.models.minifold.config import PAGE_DEVIATIONS
+    from ptk.pipelines.cli import cli
+
+    rows = {row["name"]: row for row in json.loads(CliRunner().invoke(cli, ["versions", "--json"]).output)}
+    assert rows["v10"]["page_deviations"] == [] and rows["contact-classifier"]["page_deviations"] == []
+    listed = {d["key"]: (d["value"], d["page"]) for d in rows["v13"]["page_deviations"]}
+    assert listed == {
+        "model.denoiser.frame_init": ("identity", "snr_gated"),
+        "model.denoiser.trans_init": ("shrunk", "noised"),
+        "model.denoiser.self_cond": ("features", "frames"),
+        "train.sample_guidance": (1.0, 1.5),
+    }
+    assert {d["key"] for d in rows["v12"]["page_deviations"]} == set(listed) - {"train.sample_guidance"}
+    text = CliRunner().invoke(cli, ["versions"]).output
+    assert "! model.denoiser.self_cond = features (page: --set model.denoiser.self_cond=frames)" in text
+    page = get_task("v13", "tiny", {d.key: str(d.page) for d in PAGE_DEVIATIONS})  # as --set KEY=VALUE
+    assert page_deviations(page.model_config) == []
+    model = page.build_model()
+    assert model.cfg.denoiser.frame_init == "snr_gated" and page.train.sample_guidance == 1.5
 
 
 # ---------------------------------------------------------------------------------------------

@@ -80,6 +80,9 @@ def test_v13_report_sections(v13_report: tuple[Path, str], report_runs: Path) ->
     assert f"{config['n_params']:,} total" in text
     assert "Parent</th><td>v12b" in text
     assert "triangle" in text.lower()
+    # defaults that differ from the reference page are named, each with the --set back to it
+    card = text.split("Differs from the page</th>")[1].split("</tr>")[0]
+    assert "--set model.denoiser.frame_init=snr_gated" in card and "--set train.sample_guidance=1.5" in card
     # every figure the page names exists next to it, and nothing points off the machine
     sources = re.findall(r'<img src="([^"]+)"', text)
     assert len(sources) >= 4

@@ -228,6 +228,9 @@ class VersionInfo:
     changed_keys: list[str] = field(default_factory=list)
     ancestors: list[str] = field(default_factory=list)  # root first, without ``name``
     default_params: int | None = None
+    #: (config key, this run's value, the page's value, why) where ptk's default differs from
+    #: the reference page and the run kept ptk's default.
+    page_deviations: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -419,6 +422,13 @@ def _version_card(page: _Page, run: Run, info: VersionInfo | None) -> None:
         summary = f"{len(info.changed_keys)} resolved config keys differ from {_e(str(parent))}"
         changed += f"<details><summary>{summary}</summary><ul>{keys}</ul></details>"
     rows.append((f"What changed from {_e(str(parent))}" if parent else "What it is", changed))
+    if info and info.page_deviations:
+        items = "".join(
+            f"<li><code>{_e(key)} = {_e(value)}</code> (page: <code>{_e(page)}</code>; "
+            f"<code>--set {_e(key)}={_e(page)}</code> restores it): {_e(why)}</li>"
+            for key, value, page, why in info.page_deviations
+        )
+        rows.append(("Differs from the page", f"<ul>{items}</ul>"))
     body = (
         '<table class="card">' + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
     )

@@ -36,6 +36,9 @@ __all__ = [
     "ClassifierLossConfig",
     "VersionConfig",
     "build_dataclass",
+    "PageDeviation",
+    "PAGE_DEVIATIONS",
+    "page_deviations",
 ]
 
 FAMILIES: tuple[str, ...] = ("minifold", "contact-classifier")
@@ -168,9 +171,20 @@ class DenoiserConfig:
     dropout: float = 0.0
     #: v14: place N, Cα, C, O from the frames with ideal geometry and learned offsets.
     backbone_head: bool = False
+    #: IPA: the initial rotations, "identity" or "snr_gated" (the page: slerp(I, R_GS(x_t), conf)).
+    frame_init: str = "identity"
+    #: IPA: the initial translations, "shrunk" (E[x0 | x_t] for a Gaussian of the predicted R_g)
+    #: or "noised" (the page: x_t).
+    trans_init: str = "shrunk"
+    #: IPA: self-conditioning by "features" (the previous x0's distances and local coordinates)
+    #: or "frames" (the page: the pass starts from the previous x0's frames).
+    self_cond: str = "features"
 
     def __post_init__(self) -> None:
         _choice("denoiser.kind", self.kind, ("egnn", "ipa"))
+        _choice("denoiser.frame_init", self.frame_init, ("identity", "snr_gated"))
+        _choice("denoiser.trans_init", self.trans_init, ("noised", "shrunk"))
+        _choice("denoiser.self_cond", self.self_cond, ("frames", "features"))
         _positive("denoiser", n_layers=self.n_layers, d_single=self.d_single, d_ffn=self.d_ffn,
                   n_heads=self.n_heads, c_hidden=self.c_hidden, c_z=self.c_z, d_time=self.d_time)  # fmt: skip
         if self.backbone_head and self.kind != "ipa":
@@ -355,7 +369,7 @@ class VersionConfig:
         parent: the version this one derives from (None for a root).
         description: one line.
         changes: what changed relative to the parent, in words (from the TOML).
-        size: ``"default"`` (the page's sizes) or ``"tiny"`` (CPU tests and the demo).
+        size: ``"default"`` (the page's sizes), ``"small"`` (CPU minutes) or ``"tiny"`` (CPU tests).
         init_from: version whose (EMA) weights initialise this one, loaded with strict=False.
         encoder_from: version whose trained encoder is frozen inside a denoiser.
         model: :class:`MiniFoldConfig` or :class:`ClassifierConfig`.
@@ -431,3 +445,87 @@ class VersionConfig:
             loss=build_dataclass(loss_cls, data.get("loss", {}), "loss"),
             train=train,
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Where ptk's defaults differ from the page
+
+
+@dataclass(frozen=True)
+class PageDeviation:
+    """A default of ptk's that differs from the Mini-Fold page: the config key (a dotted path of
+    :meth:`VersionConfig.to_dict`), the page's value (``--set KEY=VALUE`` restores it), why, and
+    whether it applies to the IPA denoisers only (v11 … v14)."""
+
+    key: str
+    page: Any
+    why: str
+    ipa_only: bool = True
+    #: the versions it applies to (and their descendants' saved configs); () = every Mini-Fold.
+    versions: tuple[str, ...] = ()
+
+
+#: Measured on memorisation runs (``benchmarks/learning.py``, v13 small, 6 chains, 600 steps);
+#: the figures behind each are in ``docs/learning.md``.
+PAGE_DEVIATIONS: tuple[PageDeviation, ...] = (
+    PageDeviation(
+        "model.denoiser.frame_init",
+        "snr_gated",
+        "Gram-Schmidt frames of noised Cα triplets (÷10 Å) are no better than random rotations up "
+        "to SNR ≈ 5 (median error 98-121° against 126° at random), yet the page's gate opens them "
+        "fully at SNR 1; even a gate calibrated to where they carry orientation made DDIM drift at "
+        "low noise. ptk starts every frame at the identity (AF2's black-hole start) and lets x_t "
+        "in through the translations and distance features. Loses rotation equivariance.",
+    ),
+    PageDeviation(
+        "model.denoiser.trans_init",
+        "noised",
+        "Frames start at E[x0 | x_t] for a Gaussian of the predicted R_g (the origin at high noise, "
+        "x_t at low noise) instead of at x_t, so high-noise steps build the chain from the "
+        "sequence instead of first undoing the noise.",
+    ),
+    PageDeviation(
+        "model.denoiser.self_cond",
+        "frames",
+        "The page starts the self-conditioned pass from the frames of the previous x0; trained so, "
+        "the pass learns to keep them and DDIM drifts: from the true x_t at t = 200 it ended at "
+        "7.2 Å against 4.4 Å without self-conditioning. ptk feeds the previous x0 as features "
+        "(its pair distances and its coordinates in the initial frames).",
+    ),
+    PageDeviation(
+        "train.sample_guidance",
+        1.5,
+        "Classifier-free guidance extrapolates the x0 estimate away from the unconditional one; "
+        "on memorised chains the page's 1.5 stretched the chain (Cα–Cα 4.8 ± 1.3 Å) and lowered "
+        "the median TM from 0.83 (guidance 1) to 0.63. ptk samples with the conditional model "
+        "alone by default; the unconditional branch is still trained (p_uncond 0.1).",
+        ipa_only=False,
+        versions=("v13", "v14"),
+    ),
+)
+
+
+def _lookup(tree: Mapping[str, Any], key: str) -> Any:
+    value: Any = tree
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def page_deviations(config: Mapping[str, Any]) -> list[tuple[PageDeviation, Any]]:
+    """The deviations of a resolved config (:meth:`VersionConfig.to_dict`, or a run's
+    ``config.json``) from the page, with its value: those that apply and are not set back."""
+    if config.get("family", "minifold") != "minifold":
+        return []
+    kind = _lookup(config, "model.denoiser.kind")
+    out = []
+    for dev in PAGE_DEVIATIONS:
+        value = _lookup(config, dev.key)
+        if value is None or (dev.ipa_only and kind != "ipa") or value == dev.page:
+            continue
+        if dev.versions and config.get("version") not in dev.versions:
+            continue
+        out.append((dev, value))
+    return out

@@ -4,16 +4,26 @@ the noised Cα cloud x_t, the timestep, the frozen encoder's single embedding an
 - :class:`EGNNDenoiser` (v10): an E(n)-equivariant graph network (Satorras et al. 2021) on the
   dense residue graph; messages from node states, distance RBFs and the pair representation;
   coordinates move along x_i − x_j. No frames: FAPE has to rebuild them (the page's v10 ceiling).
-- :class:`IPADenoiser` (v11+): AF2-style structure module. Frames start at the noised Cα with the
-  SNR-gated Gram-Schmidt rotation (or, with self-conditioning, the Gram-Schmidt frames of the
-  previous x_0 estimate, "treated as t = 0"); each layer is IPA → transition → frame update
-  (composed on the right, in the local frame). x_0 is the final frame translations, and the final
-  rotations are returned for FAPE and the frame-rotation loss (v11b's fix: learned R is used).
-  v14 adds the backbone head on the final frames.
+- :class:`IPADenoiser` (v11+): AF2-style structure module; each layer is IPA → transition → frame
+  update (composed on the right, in the local frame). x_0 is the final frame translations, and the
+  final rotations are returned for FAPE and the frame-rotation loss (v11b's fix: learned R is
+  used). v14 adds the backbone head on the final frames. Where the frames start
+  (:class:`~ptk.models.minifold.config.DenoiserConfig`, ``config.PAGE_DEVIATIONS`` says why):
+
+  - rotations: ``frame_init="identity"`` (ptk's default, AF2's start) or ``"snr_gated"`` (the
+    page: the Gram-Schmidt rotations of the noised Cα triplets slerped from the identity by the
+    SNR gate);
+  - translations: ``trans_init="shrunk"`` (ptk's default: E[x_0 | x_t] = c(t)·x_t about the
+    centre, c from a Gaussian of the predicted R_g: the centre at high noise, x_t at low noise)
+    or ``"noised"`` (the page: x_t);
+  - self-conditioning: ``self_cond="features"`` (ptk's default: the previous x_0 enters as its
+    pair-distance RBFs and its coordinates in the initial frames) or ``"frames"`` (the page: the
+    pass starts from the Gram-Schmidt frames of the previous x_0, "treated as t = 0").
 
 Inputs that carry geometry enter invariantly (pairwise-distance RBFs, coordinates expressed in
-the local frame), so the IPA denoiser is SE(3)-equivariant whenever its initial frames are
-(conf = 1, or self-conditioning), and the EGNN always.
+the local frame), so the IPA denoiser follows a translation of x_t always, and a rotation
+whenever its initial rotations do (``snr_gated`` at conf = 1, or ``self_cond="frames"``); the
+EGNN is E(3)-equivariant always.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
 from ptk.geometry import safe_norm
+from ptk.models.diffusion import center_of_mass
 from ptk.models.ipa import BackboneUpdate, InvariantPointAttention
 from ptk.models.linear import Linear, LinearNoBias
 from ptk.models.minifold.config import DenoiserConfig
@@ -91,12 +102,21 @@ class IPADenoiser(nn.Module):
         conf: Float[Tensor, " b"],
         mask: Bool[Tensor, "b n"],
         x_sc: Float[Tensor, "b n 3"] | None,
+        skip: Float[Tensor, " b"] | None = None,
     ) -> Rigid:
-        """SNR-gated frames at x_t, or (self-conditioning) the Gram-Schmidt frames of x_sc."""
-        if x_sc is not None:
+        """The frames the layers start from (see the module docstring); ``skip`` is c(t) of the
+        shrunk translations (:meth:`ptk.models.minifold.model.MiniFold.shrink`)."""
+        if x_sc is not None and self.cfg.self_cond == "frames":
             frames, _ = ca_frames(x_sc, mask)
             return frames
-        return gated_frames(x_t, conf, mask)
+        if self.cfg.frame_init == "identity":
+            conf = torch.zeros_like(conf)
+        frames = gated_frames(x_t, conf, mask)
+        if skip is not None and self.cfg.trans_init == "shrunk":
+            x = upcast(x_t)
+            com = center_of_mass(x, mask)
+            frames = Rigid(frames.rot, (com + (x - com) * skip[:, None, None]) * mask[..., None])
+        return frames
 
     def forward(
         self,
@@ -107,12 +127,14 @@ class IPADenoiser(nn.Module):
         conf: Float[Tensor, " b"],
         mask: Bool[Tensor, "b n"],
         x_sc: Float[Tensor, "b n 3"] | None = None,
+        skip: Float[Tensor, " b"] | None = None,
     ) -> dict[str, Tensor | None]:
         """Returns ``x0`` ``[b, n, 3]``, ``rot`` ``[b, n, 3, 3]`` (learned R), ``backbone``
         ``[b, n, 4, 3]`` (v14) or None — model units, padding zero."""
         mf = mask[..., None].float()
-        frames = self.initial_frames(x_t, conf, mask, x_sc)
-        local = frames.invert_apply(upcast(x_t)) * mf
+        frames = self.initial_frames(x_t, conf, mask, x_sc, skip)
+        seen = x_sc if (x_sc is not None and self.cfg.self_cond == "features") else x_t
+        local = frames.invert_apply(upcast(seen)) * mf
         flag = torch.full_like(local[..., :1], 1.0 if x_sc is not None else 0.0)
         s = (
             self.linear_s(single)

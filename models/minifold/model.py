@@ -105,9 +105,23 @@ class MiniFold(nn.Module):
         x_sc: Float[Tensor, "b n 3"] | None = None,
     ) -> dict[str, Tensor | None]:
         """x_0 estimate (model units) from x_t at timestep t; ``x_sc`` the self-conditioning x_0."""
+        kwargs = {}
+        if self.cfg.denoiser.kind == "ipa":
+            kwargs["skip"] = self.shrink(t, cond)
         return self.denoiser(
-            cond["single"], cond["pair"], x_t, t, self.frame_confidence(t), cond["mask"], x_sc
+            cond["single"], cond["pair"], x_t, t, self.frame_confidence(t), cond["mask"], x_sc, **kwargs
         )
+
+    def shrink(self, t: Int[Tensor, " b"], cond: Conditioning) -> Float[Tensor, " b"]:
+        """c(t) of E[x_0 | x_t] = c x_t for x_0 ~ N(0, s² I) per axis:
+        c = √ᾱ s² / (ᾱ s² + 1 − ᾱ), with s = R_g / √3 in model units (R_g from the R_g predictor,
+        detached; 1/√3 for v10's R_g-normalised coordinates). ~1/√ᾱ at low noise, 0 at T."""
+        ab = self.schedule.alpha_bar_at(t, cond["log_rg"].float())
+        if self.cfg.diffusion.coord_norm == "rg":
+            s2 = torch.full_like(ab, 1.0 / 3.0)
+        else:
+            s2 = (torch.exp(cond["log_rg"].detach().float()) / self.cfg.diffusion.coord_scale) ** 2 / 3.0
+        return ab.sqrt() * s2 / (ab * s2 + 1 - ab)
 
     def forward(
         self,
