@@ -290,14 +290,20 @@ def process_batch(
 
     from ptk import features, shards
 
-    torch.set_num_threads(1)  # one core per worker: parallelism is the cluster's job
-    # Inference mode: no autograd bookkeeping on the many small geometry ops (same values).
-    with torch.inference_mode():
-        if kind == "cath":  # the chains of all the task's files get their geometry together
-            files = [(unit.path, unit.byte_range, unit.sha256) for unit in batch]
-            results = list(zip(batch, features.cath_files_rows(files, labels, max_length), strict=True))
-        else:
-            results = [(unit, features.qfit_file_rows(unit.path)) for unit in batch]
+    # One core per task: parallelism is the cluster's job. Restored afterwards: the synchronous
+    # scheduler runs tasks in the caller's process (ptk demo, notebooks), which trains next.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        # Inference mode: no autograd bookkeeping on the many small geometry ops (same values).
+        with torch.inference_mode():
+            if kind == "cath":  # the chains of all the task's files get their geometry together
+                files = [(unit.path, unit.byte_range, unit.sha256) for unit in batch]
+                results = list(zip(batch, features.cath_files_rows(files, labels, max_length), strict=True))
+            else:
+                results = [(unit, features.qfit_file_rows(unit.path)) for unit in batch]
+    finally:
+        torch.set_num_threads(threads)
     rows = [row for _, result in results for row in result.rows]
     try:
         tables = [shards.rows_to_table(kind, rows)] if rows else []

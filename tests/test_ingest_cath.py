@@ -265,6 +265,23 @@ def test_json_rows_are_backbone_only_and_match_geometry(cath_run: dict, shared_d
     assert jsonl_row["n_incomplete_backbone"] == 1
 
 
+def test_a_synchronous_ingest_leaves_the_callers_torch_threads(
+    dompdb_files: list[Path], tmp_path: Path
+) -> None:
+    """Each ingest task runs on one core; with the synchronous scheduler the task runs in the
+    caller's process (ptk demo, notebooks, benchmarks), which must get its threads back: it
+    trains next, and on one thread instead of the machine's cores."""
+    from ptk.pipelines.ingest import run_ingest
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        run_ingest("cath", [str(dompdb_files[0])], tmp_path / "out", scheduler="synchronous", progress=False)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_cath_labels(cath_run: dict) -> None:
     rows = {r["id"]: r for r in shards.read_table(cath_run["out"]).to_pylist()}
 
