@@ -314,7 +314,15 @@ def run_training(
 def train(version, data, val_data, out, epochs, size, device, resume, sets) -> None:
     """Train a model version on shard datasets, writing a run folder.
 
+    Mini-Fold versions (v10 ... v14) condition on the encoder of a trained stage-1
+    ContactClassifier, frozen: train it first into RUNS/contact-classifier beside the run
+    (or name it with --set encoder_checkpoint=PATH); without one the run is refused
+    (--set encoder=train trains the encoder with the rest). A version's init_from weights
+    (v13 from v12b, v14 from v13) are read from RUNS/<init_from>/checkpoints/best.pt beside
+    the run when it exists (or --set init_checkpoint=PATH), else it starts from scratch.
+
     \b
+    ptk train --version contact-classifier --data shards/cath --out runs/contact-classifier
     ptk train --version v13 --data shards/cath --out runs/v13
     ptk train --version qfitlatent --data shards/qfit --out runs/qfit --size tiny --epochs 2
     ptk train --out runs/v13 --resume
