@@ -342,9 +342,11 @@ def loss_curves_figure(
     x: str = "epoch",
     log: bool | None = None,
     title: str | None = None,
+    ylabel: str = "loss",
 ) -> Figure:
     """Training curves of several runs overlaid: one panel per loss term, each run in its own
     colour, training solid and validation dashed, the best epoch (last ``NEW BEST``) marked.
+    A plain column (``ddim_tm``) is drawn where it has values.
 
     Args:
         runs: label → run folder, ``metrics.csv`` path or DataFrame; or a list of run folders /
@@ -368,6 +370,7 @@ def loss_curves_figure(
     terms = list(terms) if terms else ["loss"]
     fig, axes = _panel_figure(len(terms), share=False)
     colours = [f"C{i % 10}" for i in range(len(frames))]
+    split = False  # whether any panel drew train/validation pairs
     for ax, term in zip(axes, terms, strict=True):
         positive = True
         drawn = False
@@ -387,6 +390,7 @@ def loss_curves_figure(
                 ax.plot(xs[keep], ys[keep], style, color=colour, linewidth=1.4,
                         label=f"{name} {kind}".strip())  # fmt: skip
                 drawn = True
+                split = split or bool(kind)
             if "status" in frame and f"val_{term}" in frame:
                 best = frame.index[frame["status"].astype(str).str.strip() == "NEW BEST"]
                 if len(best):
@@ -402,15 +406,16 @@ def loss_curves_figure(
         ax.grid(True, color="0.88", linewidth=0.5)
         if not drawn:
             ax.text(0.5, 0.5, f"no column for {term!r}", transform=ax.transAxes, ha="center", color="0.4")
-    axes[0].set_ylabel("loss")
+    axes[0].set_ylabel(ylabel)
     handles = [
         Line2D([], [], color=c, linewidth=1.6, label=name) for c, name in zip(colours, frames, strict=True)
     ]
-    handles += [
-        Line2D([], [], color="0.35", linestyle="-", label="train"),
-        Line2D([], [], color="0.35", linestyle="--", label="validation"),
-        Line2D([], [], color="0.35", marker="o", linestyle="none", label="best (NEW BEST)"),
-    ]
+    if split:
+        handles += [
+            Line2D([], [], color="0.35", linestyle="-", label="train"),
+            Line2D([], [], color="0.35", linestyle="--", label="validation"),
+            Line2D([], [], color="0.35", marker="o", linestyle="none", label="best (NEW BEST)"),
+        ]
     axes[-1].legend(handles=handles, fontsize=8, loc="upper right")
     if title:
         fig.suptitle(title)

@@ -747,6 +747,22 @@ def _ddim_section(page: _Page, run: Run, sampling: Sampling | None) -> Any:
                 "Distributions of TM-score, RMSD and GDT-TS per method.",
             )
         )
+    sampled = run.metrics[run.metrics["ddim_tm"].notna()] if "ddim_tm" in run.metrics else None
+    if sampled is not None and len(sampled) >= 2:
+        from ptk.plots import loss_curves_figure
+
+        terms = [t for t in ("ddim_tm", "ddim_rmsd") if t in sampled]
+        fig = loss_curves_figure(
+            {run.version: sampled}, terms=terms, log=False, title="DDIM samples over training", ylabel="score"
+        )
+        parts.append(
+            _figure(
+                page.save(fig, "ddim_over_epochs.png"),
+                "DDIM TM-score and RMSD over the epochs",
+                "Mean over the chains sampled during training (metrics.csv ddim_tm, ddim_rmsd): rising "
+                "TM-score and falling RMSD show the samples turning into the reference structures.",
+            )
+        )
     page.add("ddim", title, "".join(parts))
     return frame
 
