@@ -4,11 +4,12 @@ Steps (each is the real ``ptk`` command, invoked in-process, so the demo prints 
 command prints and leaves the same files a user would get by typing them):
 
 1. ``ptk ingest cath`` the 30 shipped CATH-style chains, ``ptk ingest qfit`` the 4 shipped altloc
-   entries (:func:`ptk.datasets.sample_data_dir`);
-2. ``ptk train`` a tiny v13 (DDIM sampled every epoch) and a tiny qFitLatent; the demo sets
-   ``ema_decay=0.9`` (the versions' 0.999 barely moves the EMA weights, which validation and
-   sampling use, in a run of ~100 steps) and v13's ``lr=1e-3`` (its 2e-5 is for the full model
-   over 60 epochs), so a minute of CPU shows curves that move; the report lists both overrides;
+   entries (:func:`ptk.datasets.sample_data_dir`), and the four shipped chains of at most 90
+   residues (:data:`MEMORISE`) as their own shard dataset;
+2. ``ptk train`` the stage-1 ContactClassifier, then v13 on its frozen encoder (the page's order),
+   both at the ``small`` size on the four chains with validation on the same chains: a
+   memorisation run, so the DDIM TM-score sampled every few epochs rises as the model learns
+   (``benchmarks/learning.py`` measures the same at length); and a tiny qFitLatent;
 3. ``ptk sample`` from the v13 run into ``runs/v13/samples/demo`` and ``ptk eval`` those samples;
 4. ``ptk report`` for v13 and qfitlatent.
 
@@ -32,6 +33,8 @@ __all__ = ["demo", "run_demo"]
 
 _MARKER = ".ptk-demo"
 _PARTS = ("shards", "runs", "report")
+#: The shipped chains of at most 90 residues: v13 memorises them (whole chains).
+MEMORISE: tuple[str, ...] = ("2cviA.pdb.gz", "2xcjA.pdb.gz", "1i8nA.pdb.gz", "2xdgA.pdb.gz")
 
 
 def _prepare(out: Path) -> None:
@@ -63,8 +66,8 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo into ``out``; returns the report paths and timings.
 
-    ``quick``: fewer epochs and samples (the test suite's setting, well under a few minutes on
-    two CPU cores).
+    ``quick``: fewer epochs and samples (the test suite's setting, about a minute on two CPU
+    cores; too short for the model to learn much).
     """
     from ptk.datasets import sample_data_dir
     from ptk.pipelines.evaluate import eval_command
@@ -77,8 +80,13 @@ def run_demo(
     out = Path(out)
     _prepare(out)
     cath, qfit, runs = out / "shards" / "cath", out / "shards" / "qfit", out / "runs"
-    epochs_v13, epochs_qfit, n_samples, steps = (2, 2, 2, 5) if quick else (10, 10, 8, 20)
+    memorise = out / "shards" / "memorise"
+    # (stage-1 epochs, v13 epochs, DDIM every, qFitLatent epochs, samples, sampling steps)
+    stage1_epochs, epochs_v13, every, epochs_qfit, n_samples, steps = (
+        (20, 6, 3, 2, 2, 5) if quick else (60, 150, 15, 10, 4, 50)
+    )
     timings: dict[str, float] = {}
+    total_steps = 9
 
     def step(title: str, command: click.Command, args: list[str], name: str) -> None:
         echo(f"\n== {title}\n$ ptk {name} {' '.join(args)}")
@@ -87,48 +95,66 @@ def run_demo(
         timings[title] = time.perf_counter() - t
         echo(f"({timings[title]:.1f} s)")
 
+    shipped = sample_data_dir("cath_style")
     step(
-        "1/7 ingest the shipped CATH-style chains",
+        f"1/{total_steps} ingest the shipped CATH-style chains",
         ingest,
-        ["cath", str(sample_data_dir("cath_style")), "--out", str(cath), "--scheduler", "synchronous"],
+        ["cath", str(shipped), "--out", str(cath), "--scheduler", "synchronous"],
         "ingest",
     )
     step(
-        "2/7 ingest the shipped altloc entries",
+        f"2/{total_steps} ingest the shipped altloc entries",
         ingest,
         ["qfit", str(sample_data_dir("altloc")), "--out", str(qfit), "--scheduler", "synchronous"],
         "ingest",
     )
-    common = ["--size", "tiny", "--device", device, "--set", "ema_decay=0.9"]
     step(
-        "3/7 train a tiny v13 (DDIM samples every epoch)",
+        f"3/{total_steps} ingest the four shipped chains of at most 90 residues (the memorisation set)",
+        ingest,
+        ["cath", *[str(shipped / name) for name in MEMORISE], "--out", str(memorise), "--scheduler",
+         "synchronous"],
+        "ingest",
+    )  # fmt: skip
+    common = ["--device", device, "--set", "progress=false"]
+    whole = ["--set", f"batch_size={len(MEMORISE)}", "--set", "patience=0"]
+    step(
+        f"4/{total_steps} train the stage-1 ContactClassifier (contact map from sequence)",
         train,
-        ["--version", "v13", "--data", str(cath), "--out", str(runs / "v13"), "--epochs", str(epochs_v13),
-         "--set", "lr=1e-3", *common],
+        ["--version", "contact-classifier", "--size", "small", "--data", str(memorise), "--val-data",
+         str(memorise), "--out", str(runs / "contact-classifier"), "--epochs", str(stage1_epochs), *whole,
+         *common],
         "train",
     )  # fmt: skip
     step(
-        "4/7 train a tiny qFitLatent",
+        f"5/{total_steps} train v13 on the frozen stage-1 encoder (DDIM TM every {every} epochs)",
         train,
-        ["--version", "qfitlatent", "--data", str(qfit), "--out", str(runs / "qfitlatent"),
-         "--epochs", str(epochs_qfit), *common],
+        ["--version", "v13", "--size", "small", "--data", str(memorise), "--val-data", str(memorise),
+         "--out", str(runs / "v13"), "--epochs", str(epochs_v13), "--set", f"sample_every={every}",
+         "--set", f"sample_n={len(MEMORISE)}", *whole, *common],
+        "train",
+    )  # fmt: skip
+    step(
+        f"6/{total_steps} train a tiny qFitLatent",
+        train,
+        ["--version", "qfitlatent", "--size", "tiny", "--data", str(qfit), "--out", str(runs / "qfitlatent"),
+         "--epochs", str(epochs_qfit), "--set", "ema_decay=0.9", *common],
         "train",
     )  # fmt: skip
     samples = runs / "v13" / "samples" / "demo"
     step(
-        "5/7 sample from the v13 run (DDIM, EMA weights)",
+        f"7/{total_steps} sample from the v13 run (DDIM, EMA weights)",
         sample,
-        ["--run", str(runs / "v13"), "--data", str(cath), "--out", str(samples), "--n", str(n_samples),
+        ["--run", str(runs / "v13"), "--data", str(memorise), "--out", str(samples), "--n", str(n_samples),
          "--steps", str(steps), "--device", device],
         "sample",
     )  # fmt: skip
     step(
-        "6/7 score the samples against their references",
+        f"8/{total_steps} score the samples against their references",
         eval_command,
         ["--pred", str(samples), "--ref", str(samples / "ref"), "--out", str(samples / "scores.csv")],
         "eval",
     )
-    echo("\n== 7/7 write the reports")
+    echo(f"\n== {total_steps}/{total_steps} write the reports")
     t = time.perf_counter()
     reports = {}
     for version in ("v13", "qfitlatent"):
@@ -138,7 +164,7 @@ def run_demo(
         for item in result.missing:
             echo(f"  missing: {item.line()}")
         echo(f"report: {result.html} ({len(result.figures)} figures)")
-    timings["7/7 reports"] = time.perf_counter() - t
+    timings[f"{total_steps}/{total_steps} reports"] = time.perf_counter() - t
     total = time.perf_counter() - started
     echo(f"\nptk demo: done in {total:.0f} s. Open the report: {reports['v13'].resolve()}")
     echo(f"(qFitLatent: {reports['qfitlatent'].resolve()}; runs in {runs}, shards in {out / 'shards'})")
@@ -153,11 +179,13 @@ def run_demo(
     type=click.Path(file_okay=False),
     help="Folder for the shards, runs and reports (re-running replaces what an earlier demo wrote).",
 )
-@click.option("--quick", is_flag=True, help="Fewer epochs and samples (about half the time).")
+@click.option("--quick", is_flag=True, help="A few epochs only (a smoke run: too short to learn much).")
 @click.option("--device", type=click.Choice(["cpu", "auto", "cuda"]), default="cpu", show_default=True)
 def demo(out: str, quick: bool, device: str) -> None:
-    """Run the whole pipeline offline on the structures ptk ships: ingest both kinds, train a
-    tiny v13 and a tiny qFitLatent, sample, evaluate, and write the HTML reports.
+    """Run the whole pipeline offline on the structures ptk ships: ingest both kinds, train the
+    stage-1 ContactClassifier and then v13 on four shipped chains until it memorises them (its
+    DDIM TM-score rises over the epochs), a tiny qFitLatent, sample, evaluate, and write the
+    HTML reports.
 
     \b
     ptk demo                 # ./ptk-demo, a few minutes on a laptop CPU
