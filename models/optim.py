@@ -17,7 +17,9 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -43,6 +45,7 @@ __all__ = [
     "restore_rng",
     "atomic_save",
     "load_checkpoint",
+    "upgrade_checkpoint",
     "parse_value",
 ]
 
@@ -416,21 +419,25 @@ class EMA:
 
 
 def capture_rng() -> dict[str, Any]:
-    """Every RNG a training step draws from: torch (CPU and CUDA), numpy and python."""
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
+    """Every RNG a training step draws from: torch (CPU and CUDA), numpy and python, as tensors
+    and plain values only, so a checkpoint that holds them loads with ``weights_only=True``
+    (numpy's own state is an ndarray, which would need an unpickled global)."""
+    state = _plain_rng(
+        {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    )
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def restore_rng(state: Mapping[str, Any]) -> None:
+    """Undo :func:`capture_rng`."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    numpy = state["numpy"]
+    keys = numpy["keys"].numpy().astype(np.uint32)
+    np.random.set_state((numpy["kind"], keys, numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"]))
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"]), python["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -461,14 +468,78 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint written by :func:`atomic_save`. Checkpoints hold optimizer state and numpy
-    RNG state, so they are loaded with ``weights_only=False``: load only files you wrote."""
+    """A checkpoint written by :func:`atomic_save`, loaded with ``weights_only=True``: tensors,
+    numbers, strings and containers of them, never code. A file that needs anything else (a
+    crafted file, or one written by ptk 0.1, whose numpy RNG state was an ndarray) is refused
+    with one line that names it; :func:`upgrade_checkpoint` rewrites a file you wrote yourself."""
     from ptk.errors import PtkError
 
     path = Path(path)
     if not path.is_file():
         raise PtkError(f"no checkpoint at {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = _unsafe_global(str(exc))
+        raise PtkError(
+            f"{path}: refused: loading it would run code from the file ({found}); ptk checkpoints "
+            "hold only tensors and plain values. If you wrote it with an earlier ptk, rewrite it "
+            f"once with `ptk upgrade-checkpoint --trust {path}`"
+        ) from exc
     except Exception as exc:  # a truncated or foreign file: say which
         raise PtkError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+
+
+def _unsafe_global(message: str) -> str:
+    """The global a weights-only load refused, from torch's message (or a generic phrase)."""
+    match = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", message)
+    return f"it asks for {match.group(1)}" if match else "it is not a weights-only file"
+
+
+def upgrade_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Rewrite a checkpoint of ptk 0.1 (numpy RNG state pickled as an ndarray) in the
+    weights-only format, atomically. This loads ``path`` with pickle once: call it only on files
+    you wrote. Returns whether the file changed (False: it already loads safely)."""
+    from ptk.errors import PtkError
+
+    path = Path(path)
+    try:
+        load_checkpoint(path)
+        return False
+    except PtkError:
+        if not path.is_file():
+            raise
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise PtkError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or "model" not in state:
+        raise PtkError(f"{path}: not a ptk checkpoint (no model state)")
+    if "rng" in state:
+        state["rng"] = _plain_rng(state["rng"])
+    if "config" in state:  # the run's config.json: its torch version was a TorchVersion object
+        state["config"] = json.loads(json.dumps(state["config"], default=str))
+    if "rng_by_rank" in state:
+        state["rng_by_rank"] = [_plain_rng(rng) for rng in state["rng_by_rank"]]
+    atomic_save(state, path)
+    load_checkpoint(path)  # what was written loads safely, or this raises
+    return True
+
+
+def _plain_rng(rng: Mapping[str, Any]) -> dict[str, Any]:
+    """An RNG capture whose numpy and python states are their native tuples (as ptk 0.1 saved
+    them) with those states as tensors and plain values."""
+    out = dict(rng)
+    if isinstance(rng.get("numpy"), tuple):
+        kind, keys, pos, has_gauss, cached = rng["numpy"]
+        out["numpy"] = {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        }
+    if isinstance(rng.get("python"), tuple):
+        version, state, gauss = rng["python"]
+        out["python"] = {"version": int(version), "state": list(state), "gauss": gauss}
+    return out

@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("ptk.pipelines.sample:sample", "Generate structures from a trained run."),
     "report": ("ptk.pipelines.report:report", "Write the HTML training report of a version."),
     "demo": ("ptk.pipelines.demo:demo", "Run the whole pipeline offline on the data ptk ships."),
+    "upgrade-checkpoint": (
+        "ptk.pipelines.train:upgrade_checkpoint_command",
+        "Rewrite ptk 0.1 checkpoints so that they load without pickle.",
+    ),
 }
 
 

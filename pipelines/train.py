@@ -237,7 +237,7 @@ def run_training(
             "n_params": n_params,
             "n_trainable_params": n_trainable,
             "ptk_version": __version__,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
             "command": command or shlex.join(sys.argv),
             "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
             "world_size": info.world_size,
@@ -345,3 +345,30 @@ def train(version, data, val_data, out, epochs, size, device, resume, sets) -> N
             f"{summary['version']}: {summary['epochs']} epochs, {summary['steps']} steps, best val "
             f"{summary['best_val']:.4f} at epoch {summary['best_epoch']}{halted} → {summary['run_dir']}"
         )
+
+
+@click.command("upgrade-checkpoint")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--trust",
+    is_flag=True,
+    help="Confirm that you wrote these files: each is loaded once with pickle, which runs any code it holds.",
+)
+def upgrade_checkpoint_command(paths: tuple[str, ...], trust: bool) -> None:
+    """Rewrite checkpoints of ptk 0.1 so that they load without pickle.
+
+    ptk reads checkpoints with torch's weights-only loader, which refuses files that need code
+    to load. ptk 0.1 saved its numpy RNG state as an ndarray, so its best.pt and last.pt are
+    refused too; this rewrites them (atomically, in place) with that state as tensors. Only
+    for files you wrote: a crafted file would run its code here.
+
+    \b
+    ptk upgrade-checkpoint --trust runs/v13/checkpoints/best.pt runs/v13/checkpoints/last.pt
+    """
+    from ptk.models.optim import upgrade_checkpoint
+
+    if not trust:
+        raise click.UsageError("pass --trust to confirm you wrote these files (they are loaded with pickle)")
+    for path in paths:
+        changed = upgrade_checkpoint(path)
+        click.echo(f"{path}: {'rewritten' if changed else 'already loads without pickle'}")

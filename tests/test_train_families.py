@@ -253,7 +253,7 @@ def test_torchrun_two_cpu_processes_train_data_parallel(
     assert [r["epoch"] for r in rows] == ["1", "2"] and all(
         math.isfinite(float(r["train_loss"])) for r in rows
     )
-    state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     per_rank = math.ceil(config["n_train"] / 2)  # DistributedSampler pads to equal shares
     assert state["global_step"] == 2 * per_rank and state["world_size"] == 2
     assert len(state["rng_by_rank"]) == 2
@@ -337,12 +337,12 @@ def test_a_frozen_encoder_version_needs_its_stage_1_run(
 
     stage1 = trained_run(session_dir, shared_data, "contact-classifier")
     shutil.copytree(stage1, runs / "contact-classifier")
-    trained = torch.load(stage1 / "checkpoints" / "best.pt", weights_only=False)["ema"]["module"]
+    trained = torch.load(stage1 / "checkpoints" / "best.pt", weights_only=True)["ema"]["module"]
     main(args(runs / "v13"))
     assert f"frozen encoder from {runs / 'contact-classifier'}" in (runs / "v13" / "train.log").read_text()
     main(args(runs / "v13-joint", "--set", "encoder=train"))
     for run, frozen in (("v13", True), ("v13-joint", False)):
-        state = torch.load(runs / run / "checkpoints" / "last.pt", weights_only=False)["model"]
+        state = torch.load(runs / run / "checkpoints" / "last.pt", weights_only=True)["model"]
         encoder = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
         assert encoder.keys() == trained.keys()
         same = [torch.equal(encoder[k], trained[k]) for k in trained]
@@ -360,7 +360,7 @@ def test_warm_start_from_the_parent_run(session_dir: Path, shared_data: Path, tm
     log = (out / "train.log").read_text()
     loaded, total = map(int, log.split("warm start: ")[1].split(" tensors")[0].split("/"))
     assert 0 < loaded < total  # shared modules loaded, the v14-only head not
-    ema = torch.load(parent / "checkpoints" / "best.pt", weights_only=False)["ema"]["module"]
+    ema = torch.load(parent / "checkpoints" / "best.pt", weights_only=True)["ema"]["module"]
     model = get_task("v14", "tiny", {"max_length": 32}).build_model()
     load_partial(model, ema)
     own = model.state_dict()
