@@ -592,25 +592,35 @@ class Trainer:
             return None
         if self.val_set is None or len(self.val_set) == 0 or not self.info.main:
             return None
+        from ptk.errors import PtkError
+
         out_dir = self.run_dir / "samples" / f"epoch_{epoch:03d}"
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(cfg.seed + 54321)
-            summary = self.task.sample_and_evaluate(
-                self.ema.module,
-                self.val_set,
-                out_dir,
-                n=cfg.sample_n,
-                steps=cfg.sample_steps,
-                eta=cfg.sample_eta,
-                guidance=cfg.sample_guidance,
-                x0_t=cfg.x0_t,
-                device=self.device,
-                generator=self._eval_generator(2),
-                batch_size=cfg.batch_size,
-            )
+            try:
+                summary = self._sample_epoch(out_dir)
+            except PtkError as exc:  # e.g. a diverged sample that no PDB file can hold
+                log.warning("epoch %d DDIM skipped: %s", epoch, exc)
+                return None
         log.info("epoch %d DDIM: %s", epoch, ", ".join(f"{k} {v:.3f}" for k, v in summary.items()))
         return summary
+
+    def _sample_epoch(self, out_dir: Path) -> dict[str, float]:
+        cfg = self.cfg
+        return self.task.sample_and_evaluate(
+            self.ema.module,
+            self.val_set,
+            out_dir,
+            n=cfg.sample_n,
+            steps=cfg.sample_steps,
+            eta=cfg.sample_eta,
+            guidance=cfg.sample_guidance,
+            x0_t=cfg.x0_t,
+            device=self.device,
+            generator=self._eval_generator(2),
+            batch_size=cfg.batch_size,
+        )
 
     # ------------------------------------------------------------------ metrics.csv
 
