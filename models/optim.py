@@ -166,16 +166,62 @@ class TrainConfig:
             raise unknown_choice("encoder mode", self.encoder, ENCODER_MODES)
         if self.crop not in ("random", "first", "center"):
             raise unknown_choice("crop", self.crop, ("random", "first", "center"))
-        for name in ("epochs", "batch_size", "grad_accum", "max_length"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train config {name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.lr <= 0 or self.min_lr < 0:
-            raise ConfigError(f"lr must be > 0 and min_lr >= 0, got lr={self.lr}, min_lr={self.min_lr}")
+        for name, (low, high, closed) in _RANGES.items():
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= low and (value <= high if closed else value < high)):
+                bounds = (
+                    f"[{low:g}, {high:g}{']' if closed else ')'}" if math.isfinite(high) else f">= {low:g}"
+                )
+                raise ConfigError(
+                    f"train config {name} must be {'in ' if math.isfinite(high) else ''}{bounds}, got {value}"
+                )
+        for name in ("lr", "restart_epochs"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"train config {name} must be > 0, got {getattr(self, name)}")
+        for table in ("lr_groups", "clip"):
+            for module, value in getattr(self, table).items():
+                if not (isinstance(value, float) and math.isfinite(value) and value > 0):
+                    raise ConfigError(f"train config {table}[{module!r}] must be a number > 0, got {value!r}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"train config betas must be in [0, 1), got {list(self.betas)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+#: key -> (lowest, highest, highest allowed): the range of every numeric recipe key.
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "epochs": (1, math.inf, False),
+    "batch_size": (1, math.inf, False),
+    "grad_accum": (1, math.inf, False),
+    # three residues: the fewest with a backbone frame (and a Cα triplet) per residue
+    "max_length": (3, math.inf, False),
+    "lr": (0.0, math.inf, False),
+    "min_lr": (0.0, math.inf, False),
+    "weight_decay": (0.0, math.inf, False),
+    "warmup_epochs": (0.0, math.inf, False),
+    "warmup_start_factor": (0.0, 1.0, True),
+    "constant_epochs": (0.0, math.inf, False),
+    "restart_epochs": (0.0, math.inf, False),
+    "ema_decay": (0.0, 1.0, False),
+    "patience": (0, math.inf, False),  # 0: no early stop
+    "sample_every": (0, math.inf, False),
+    "sample_n": (0, math.inf, False),  # 0: the whole validation set
+    "sample_steps": (1, math.inf, False),
+    "sample_eta": (0.0, math.inf, False),
+    "sample_guidance": (0.0, math.inf, False),
+    "x0_t": (0, math.inf, False),
+    "seed": (0, math.inf, False),
+    "val_fraction": (0.0, 1.0, False),
+    "num_workers": (0, math.inf, False),
+    "tripwire_max_norm": (0.0, math.inf, False),
+    "tripwire_min_norm": (0.0, math.inf, False),
+    "tripwire_min_steps": (1, math.inf, False),
+    "tripwire_noise": (0.0, math.inf, False),
+    "halt_min_norm": (0.0, math.inf, False),
+    "halt_steps": (1, math.inf, False),
+    "halt_after": (0, math.inf, False),
+}
 
 
 def parse_value(text: str) -> Any:

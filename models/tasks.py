@@ -74,6 +74,19 @@ def _set_path(d: dict[str, Any], path: str, value: Any) -> None:
     d[keys[-1]] = value
 
 
+#: the keys of a version config that name the version rather than set it, and what to use instead.
+_IDENTITY_KEYS: dict[str, str] = {
+    "version": "choose the version with --version",
+    "size": "choose the size with --size",
+    "init_from": "name the weights with --set init_checkpoint=PATH",
+    "encoder_from": "name the stage-1 run with --set encoder_checkpoint=PATH",
+    "family": "it describes the version",
+    "parent": "it describes the version",
+    "description": "it describes the version",
+    "changes": "it describes the version",
+}
+
+
 def split_overrides(
     overrides: Mapping[str, Any], model_config: Mapping[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -84,6 +97,10 @@ def split_overrides(
     """
     train_keys = TrainConfig.keys()
     flat = _flatten(model_config)
+    for key in overrides:
+        if key.removeprefix("model.") in _IDENTITY_KEYS:
+            name = key.removeprefix("model.")
+            raise ConfigError(f"--set {key}: not a setting ({_IDENTITY_KEYS[name]})")
     leaves: dict[str, list[str]] = {}
     for path in flat:
         leaves.setdefault(path.rsplit(".", 1)[-1], []).append(path)

@@ -336,6 +336,10 @@ class Trainer:
             epoch = self.epoch + 1
             start = time.perf_counter()
             train = self._train_epoch(epoch)
+            if not math.isfinite(train["loss"]) and self.halted is None:  # nothing was learned
+                self.halted = (
+                    f"diverged: every batch of epoch {epoch} was skipped (non-finite loss or gradient)"
+                )
             val = self._validate(epoch)
             sampled = self._maybe_sample(epoch)
             val_loss = val.get("loss", float("nan")) if val else train["loss"]

@@ -147,6 +147,33 @@ def _log_to_file(path: Path) -> tuple[logging.Handler, list[tuple[logging.Handle
     return handler, filters
 
 
+def read_run_config(path: Path) -> dict[str, Any]:
+    """A run folder's ``config.json``, or one line saying why it cannot be resumed from it."""
+    try:
+        saved = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PtkError(f"{path}: missing; --resume needs the run's config.json") from None
+    except (OSError, ValueError) as exc:
+        raise PtkError(
+            f"{path}: not readable as JSON ({exc}); --resume needs the run's config.json"
+        ) from None
+    needed = ("version", "size", "train", "data")
+    if not isinstance(saved, dict) or any(k not in saved for k in needed):
+        raise PtkError(f"{path}: not a ptk run config (needs the keys {', '.join(needed)})")
+    return saved
+
+
+def _same_setting(saved: Mapping[str, Any], key: str, value: str) -> bool:
+    """Whether ``--set key=value`` on resume restates what the run already uses."""
+    from ptk.models.optim import parse_value
+
+    before = saved.get("overrides", {}).get(key)
+    if before is not None:
+        return parse_value(str(before)) == parse_value(value)
+    name = key.removeprefix("train.")
+    return name in saved["train"] and saved["train"][name] == parse_value(value)
+
+
 def run_training(
     version: str | None,
     data: str | os.PathLike[str] | None,
@@ -173,12 +200,16 @@ def run_training(
     if resume:
         if not any((run_dir / "checkpoints" / f).is_file() for f in ("last.pt", "best.pt")):
             raise PtkError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
-        saved = json.loads(config_path.read_text())
+        saved = read_run_config(config_path)
         if version is not None and version != saved["version"]:
             raise ConfigError(f"{run_dir} is a {saved['version']} run, not {version}")
         from ptk.models.optim import TrainConfig
 
-        fixed = {k for k in overrides if k.removeprefix("train.") not in TrainConfig.RUNTIME_KEYS}
+        fixed = {
+            k
+            for k, v in overrides.items()
+            if k.removeprefix("train.") not in TrainConfig.RUNTIME_KEYS and not _same_setting(saved, k, v)
+        }
         if fixed:
             raise ConfigError(
                 f"--resume cannot change {', '.join(sorted(fixed))}; allowed on resume: "
@@ -244,7 +275,7 @@ def run_training(
         }
     )
     if resume:
-        saved = json.loads(config_path.read_text())
+        saved = read_run_config(config_path)
         config["created"] = saved.get("created", now)
         config["resumed_at"] = list(saved.get("resumed_at", [])) + [now]
     else:
@@ -289,7 +320,15 @@ def run_training(
             handler.close()
         for console, quiet in filters:
             console.removeFilter(quiet)
-    summary.update({"run_dir": str(run_dir), "version": version, "n_params": n_params, "rank": info.rank})
+    summary.update(
+        {
+            "run_dir": str(run_dir),
+            "version": version,
+            "n_params": n_params,
+            "rank": info.rank,
+            "lr": task.train.lr,
+        }
+    )
     return summary
 
 
@@ -339,6 +378,11 @@ def train(version, data, val_data, out, epochs, size, device, resume, sets) -> N
         resume=resume,
         overrides=parse_overrides(sets),
     )
+    if (summary["halted"] or "").startswith("diverged"):
+        raise PtkError(
+            f"{summary['run_dir']}: {summary['halted']} at lr {summary['lr']:.3g}; lower lr (--set lr=...) "
+            "or check the data"
+        )
     if summary["rank"] == 0:
         halted = f", stopped: {summary['halted']}" if summary["halted"] else ""
         click.echo(
