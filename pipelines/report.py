@@ -254,4 +254,10 @@ def report(version: str, runs_dir: str, out: str | None) -> None:
     result = write_report(version, runs_dir, out)
     for item in result.missing:
         click.echo(f"ptk report: missing: {item.line()}", err=True)
-    click.echo(f"report: {result.html} ({len(result.figures)} figures, {len(result.missing)} missing pieces)")
+    chosen = (
+        f"the run {result.run.path}" if result.run is not None else f"no run of {version} under {runs_dir}"
+    )
+    click.echo(
+        f"report: {result.html} ({len(result.figures)} figures, {len(result.missing)} missing pieces), "
+        f"from {chosen}"
+    )

@@ -240,3 +240,33 @@ def test_loss_curves_overlay_ancestors_with_runs(report_runs: Path, tmp_path: Pa
     compare = re.search(r'<table class="data compare">(.*?)</table>', text, re.S).group(1)
     assert "<strong>v12b</strong>" in compare and "<strong>v13</strong>" in compare
     assert "the parent v12b's best validation total" in text
+
+
+def test_report_writes_only_into_a_report_folder(report_runs: Path, tmp_path: Path) -> None:
+    """A folder of the user's is never overwritten; a report folder is rewritten on a rerun."""
+    mine = tmp_path / "mine"
+    (mine / "figures").mkdir(parents=True)
+    (mine / "figures" / "keep.png").write_bytes(b"not ptk's")
+    (mine / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(
+        cli, ["report", "--version", "qfitlatent", "--runs", str(report_runs), "--out", str(mine)]
+    )
+    assert result.exit_code != 0 and "not a ptk report folder" in str(result.exception or result.output)
+    assert (mine / "figures" / "keep.png").read_bytes() == b"not ptk's" and not (mine / "index.html").exists()
+
+    out = tmp_path / "report"
+    for _ in range(2):  # the second run replaces its own page
+        _ptk("report", "--version", "qfitlatent", "--runs", str(report_runs), "--out", str(out))
+    assert (out / "index.html").is_file() and (out / ".ptk-report").is_file()
+
+
+def test_report_prefers_a_run_with_a_finished_epoch(report_runs: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    shutil.copytree(report_runs / "qfit-try1", runs / "qfit-try1", ignore=shutil.ignore_patterns("*.pt"))
+    newer = runs / "qfit-try2"  # created later, interrupted before its first epoch ended
+    newer.mkdir()
+    config = json.loads((runs / "qfit-try1" / "config.json").read_text())
+    config["created"] = "9999-01-01T00:00:00+00:00"
+    (newer / "config.json").write_text(json.dumps(config))
+    output = _ptk("report", "--version", "qfitlatent", "--runs", str(runs), "--out", str(tmp_path / "r"))
+    assert f"from the run {runs / 'qfit-try1'}" in output

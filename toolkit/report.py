@@ -159,11 +159,14 @@ def find_runs(runs_dir: str | os.PathLike[str], max_depth: int = 3) -> list[Run]
 
 def pick_run(version: str, runs_dir: str | os.PathLike[str], runs: Sequence[Run] | None = None) -> Run | None:
     """The run of ``version``: ``runs_dir/<version>/`` when it is one, else the most recently
-    created run whose ``config.json`` names that version (None when there is none)."""
+    created run whose ``config.json`` names that version (None when there is none); runs with a
+    finished epoch come before runs without one."""
     runs = find_runs(runs_dir) if runs is None else runs
     candidates = [r for r in runs if r.version == version]
     if not candidates:
         return None
+    # an interrupted run with no finished epoch has nothing to show while another run does
+    candidates = [r for r in candidates if r.n_epochs > 0] or candidates
     preferred = (Path(runs_dir) / version).resolve()
     for run in candidates:
         if run.path.resolve() == preferred:
@@ -989,6 +992,35 @@ def _template() -> string.Template:
     return string.Template(text)
 
 
+#: the file that marks a folder as a ptk report's, so a rerun may replace its page and figures.
+REPORT_MARKER = ".ptk-report"
+
+
+def claim_report_folder(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir``, created or checked to be a report's: new, empty, marked by
+    :data:`REPORT_MARKER`, or holding only ``index.html`` and ``figures/`` (a report of ptk 0.1).
+    Any other folder is refused, since writing the report replaces ``index.html`` and every
+    ``figures/*.png`` in it."""
+    from ptk.errors import PtkError
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise PtkError(f"--out {out}: a file, not a folder")
+    if out.is_dir() and not (out / REPORT_MARKER).is_file():
+        found = sorted(p.name for p in out.iterdir())
+        if found and not set(found) <= {"index.html", "figures"}:
+            raise PtkError(
+                f"--out {out}: not a ptk report folder (it holds {', '.join(found[:3])}"
+                f"{', ...' if len(found) > 3 else ''}); name a new or empty folder"
+            )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / REPORT_MARKER).write_text("written by ptk report; a rerun replaces index.html and figures/\n")
+    except OSError as exc:
+        raise PtkError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    return out
+
+
 def build_report(
     version: str,
     runs_dir: str | os.PathLike[str],
@@ -1007,8 +1039,7 @@ def build_report(
     comparison table and the ``ptk train`` command that would make the run.
     """
     runs_dir = Path(runs_dir)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_report_folder(out_dir)
     page = _Page(out, dpi)
     runs = find_runs(runs_dir)
     if run is None:
