@@ -40,6 +40,20 @@ def _format(value: float) -> str:
     return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
+def _check_writable(path: Path) -> None:
+    """Raise, naming ``path``, when a file cannot be written there (its folder is made)."""
+    import tempfile
+
+    if path.is_dir():
+        raise PtkError(f"--out {path}: a folder, not a table file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as exc:
+        raise PtkError(f"--out {path}: cannot write there ({exc.strerror or exc})") from None
+
+
 @click.command("eval")
 @click.option(
     "--pred",
@@ -83,13 +97,15 @@ def eval_command(pred_dir: Path, ref_dir: Path, out_path: Path, align: bool, dev
     rows = [r for r in pair_files(pred_dir, ref_dir) if not _skipped(r[1] or r[2])]
     if not rows:
         raise PtkError(f"no structure files in {pred_dir} or {ref_dir}")
+    _check_writable(out_path)  # before the scoring, not after it
     names, preds, refs, problems = (list(column) for column in zip(*rows, strict=True))
     frame = evaluate_pairs(preds, refs, torch_device, align=align, names=names, problems=problems)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
     if suffix == ".csv":
-        frame.to_csv(out_path, index=False)
+        frame.to_csv(tmp, index=False)
     else:
-        frame.to_parquet(out_path, index=False)
+        frame.to_parquet(tmp, index=False)
+    tmp.replace(out_path)
     failed = int(frame["error"].notna().sum())
     click.echo(f"{len(frame) - failed} of {len(frame)} pairs scored -> {out_path}")
     summary = summarize(frame)

@@ -199,3 +199,24 @@ def test_plot_refuses_bad_input(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["plot", "losses", str(tmp_path), "--out", str(tmp_path / "x.jpg")])
     assert exc.value.code == 1
+
+
+@pytest.mark.parametrize("where", ["/proc/ptk_scores.csv", "FILE/sub/scores.csv"])
+def test_eval_checks_its_output_before_scoring(
+    where: str, folders, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An output that cannot be written is one line before any pair is scored."""
+    import ptk.metrics
+
+    pred, ref = folders
+    (tmp_path / "FILE").write_text("a file")
+    out = where if where.startswith("/") else str(tmp_path / where)
+    scored = []
+    real = ptk.metrics.evaluate_pairs
+    monkeypatch.setattr(ptk.metrics, "evaluate_pairs", lambda *a, **k: scored.append(1) or real(*a, **k))
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", "--pred", str(pred), "--ref", str(ref), "--out", out])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--out {out}" in err and "Traceback" not in err
+    assert not scored
