@@ -55,6 +55,7 @@ import logging
 import multiprocessing
 import os
 import re
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -145,6 +146,8 @@ def discover(inputs: Sequence[str | os.PathLike[str]], kind: str, exclude: Path 
 def _sha256(path: Path) -> str | None:
     h = hashlib.sha256()
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None  # a FIFO or device: opening or reading it may never return
         with path.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
@@ -489,6 +492,24 @@ class _Distributed:
                 self.cluster.close()
 
 
+def _check_scheduler(value: str | None) -> None:
+    """A UsageError unless ``value`` is None, ``synchronous`` or a Dask address with a host and
+    a port (``tcp://HOST:PORT``, or ``HOST:PORT``)."""
+    from urllib.parse import urlsplit
+
+    if value is None or value == "synchronous":
+        return
+    parts = urlsplit(value if "://" in value else f"tcp://{value}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("tcp", "tls", "ws", "wss", "ucx") or not parts.hostname or port is None:
+        raise click.UsageError(
+            f"--scheduler {value!r}: expected 'synchronous' or a Dask scheduler address, tcp://HOST:PORT"
+        )
+
+
 def _probe(address: str) -> None:
     """Fail fast (OSError) when nothing listens at a tcp:// scheduler address."""
     import socket
@@ -804,6 +825,10 @@ class _Writer:
         for part in parts:
             (self.out / part.tmp).unlink(missing_ok=True)
 
+    def start(self) -> None:
+        """Write the manifest of a fresh dataset: no parts, nothing done yet."""
+        self._write_state(complete=False)
+
     def finish(self) -> None:
         self._write_state(complete=True)
         listed = {p["file"] for p in self.parts}
@@ -950,6 +975,7 @@ def run_ingest(
         raise click.UsageError(f"unknown kind {kind!r}; allowed: {', '.join(shards.KINDS)}")
     if shard_rows < 1:
         raise click.UsageError("--shard-rows must be at least 1")
+    _check_scheduler(scheduler)
     started = time.perf_counter()
     out = Path(out)
     found = discover(inputs, kind, exclude=out)
@@ -979,7 +1005,11 @@ def run_ingest(
 
     if out.exists() and not out.is_dir():
         raise click.UsageError(f"--out {out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".lock").touch()
+    except OSError as exc:
+        raise click.UsageError(f"--out {out}: cannot write a folder there ({exc.strerror or exc})") from None
     with _lock(out):
         for tmp in out.glob(".*.tmp"):
             tmp.unlink()
@@ -1010,6 +1040,8 @@ def run_ingest(
             raise click.UsageError(
                 f"--out {out} is not empty and holds no {shards.MANIFEST_NAME}; choose an empty or new folder"
             )
+        else:  # the manifest comes before the first part, so a run stopped at any point resumes
+            writer.start()
         kept_parts = len(writer.parts)
 
         todo = [unit for i, rec in enumerate(records) if i >= start for unit in _units(i, rec)]

@@ -252,3 +252,45 @@ def test_occupancies_not_summing_to_one_and_all_zero(tmp_path: Path, shared_data
     assert rows["aka_half.A"]["occupancy_raw"][1] == pytest.approx([0.5, 0.5, 0.5])
     assert zero["valid"][1] and zero["n_obs"][1] == 3  # still a training residue
     assert os.path.exists(out / "rejects.parquet") and shards.read_rejects(out).num_rows == 0
+
+
+def test_fifos_and_device_links_are_rejects_not_hangs(tmp_path: Path, shared_data: Path) -> None:
+    """Only regular files are read: a FIFO (which waits for a writer) and a link to /dev/zero
+    (which never ends) become rejects naming what they are; the real file beside them lands."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(shared_data / "cath" / "dompdb" / "1a04A02", inputs / "1a04A02")
+    os.mkfifo(inputs / "x.pdb")
+    os.symlink("/dev/zero", inputs / "zero.pdb")
+    out = tmp_path / "out"
+    for _ in range(2):  # the second run resumes the finished dataset: it must not hash them either
+        result = ingest("cath", inputs, "--out", out, "--scheduler", "synchronous")
+        assert result.exit_code == 0, result.output
+    rejects = {Path(r["input"]).name: r["message"] for r in shards.read_rejects(out).to_pylist()}
+    assert "is a FIFO" in rejects["x.pdb"] and "is a character device" in rejects["zero.pdb"]
+    assert len(shards.CathDataset(out)) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--out", "/proc/ptk_out"], "--out /proc/ptk_out: cannot write a folder there"),
+        (["--out", "FILE/sub"], "FILE/sub: cannot write a folder there"),
+        (["--out", "OUT", "--scheduler", "nonsense"], "--scheduler 'nonsense': expected 'synchronous' or"),
+        (["--out", "OUT", "--scheduler", "tcp://host"], "--scheduler 'tcp://host': expected"),
+    ],
+)
+def test_bad_out_and_scheduler_are_one_line_usage_errors(
+    tmp_path: Path, shared_data: Path, extra: list[str], message: str
+) -> None:
+    import subprocess
+
+    (tmp_path / "FILE").write_text("a file")
+    args = [a if a not in ("FILE/sub", "OUT") else str(tmp_path / a) for a in extra]
+    domain = str(shared_data / "cath" / "dompdb" / "1a04A02")
+    proc = subprocess.run(
+        ["ptk", "ingest", "cath", domain, *args], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr.replace("\n", " ") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "OUT").exists()

@@ -441,6 +441,27 @@ def test_parts_the_manifest_does_not_list_yet_are_redone_on_resume(
     assert _snapshot(killed) == expected
 
 
+def test_a_run_stopped_before_its_first_manifest_update_resumes(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest is written before the first part: a run stopped at its first part (long
+    before the first --shard-rows rows would update the manifest) is resumed by the same
+    command, not refused as a folder that is "not empty", and ends as a clean run's dataset."""
+    from ptk.pipelines import ingest as pipeline
+
+    inputs = _copy_inputs(shared_data, tmp_path / "in")
+    monkeypatch.setattr(pipeline, "TASK_UNITS", 3)
+    fresh = tmp_path / "fresh"
+    pipeline.run_ingest("cath", [inputs], fresh, scheduler="synchronous")
+    killed = tmp_path / "killed"
+    _kill_at_commit(2, lambda: pipeline.run_ingest("cath", [inputs], killed, scheduler="synchronous"))
+    manifest = shards.read_manifest(killed)
+    assert not manifest["complete"] and manifest["parts"] == [] and manifest["cursor"] == 0
+    result = ingest("cath", inputs, "--scheduler", "synchronous", "--out", killed)
+    assert result.exit_code == 0, result.output
+    assert _snapshot(killed) == _snapshot(fresh)
+
+
 def test_changed_input_is_noticed_and_reprocessed(tmp_path: Path, shared_data: Path) -> None:
     inputs = _copy_inputs(shared_data, tmp_path / "in")
     out = tmp_path / "out"

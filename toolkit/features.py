@@ -51,7 +51,7 @@ from ptk.residues import (
     UNK_INDEX,
     sequence_to_aatype,
 )
-from ptk.structure import Chain, read_chains, read_file_bytes
+from ptk.structure import Chain, check_regular_file, read_chains, read_file_bytes
 
 __all__ = [
     "CONTACT_CUTOFF",
@@ -722,6 +722,7 @@ def read_backbone_json(
 
     p = Path(path)
     digest = None
+    check_regular_file(p)
     if byte_range is None:
         raw = p.read_bytes()
         digest = hashlib.sha256(raw).hexdigest()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ __all__ = [
     "read_structure",
     "read_chains",
     "read_file_bytes",
+    "check_regular_file",
 ]
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -165,9 +167,35 @@ def parent_residue(name: str) -> str | None:
 _RENAMED_ATOMS = {("MSE", "SE"): "SD"}
 
 
+def _kind_of(mode: int) -> str | None:
+    """What a file that is not a regular file is, in words (None for a regular file)."""
+    import stat
+
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def check_regular_file(path: Path) -> None:
+    """Raise a StructureError naming ``path`` unless it is (or links to) a regular file: reading
+    a FIFO waits for a writer and a device such as /dev/zero never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as exc:
+        raise StructureError(path, "no such file") from exc
+    except OSError as exc:
+        raise StructureError(path, f"cannot be read ({exc.strerror})") from exc
+    kind = _kind_of(mode)
+    if kind is not None:
+        raise StructureError(path, f"is {kind}, not a structure file" if kind.startswith("a") else kind)
+
+
 def read_file_bytes(path: Path, limit: int | None = None) -> bytes:
     """The bytes of ``path`` (the first ``limit`` only, when given); a StructureError naming the
-    file for a missing path, a directory or an unreadable file."""
+    file for a missing path, a directory, a FIFO or device, or an unreadable file."""
+    check_regular_file(path)
     try:
         with path.open("rb") as fh:
             raw = fh.read() if limit is None else fh.read(limit)
