@@ -484,3 +484,31 @@ def test_a_second_fetch_into_the_same_folder_is_refused(tmp_path: Path) -> None:
     (state / "lock").write_text("999999999")  # stale: taken over
     report = fetch([], tmp_path / "d")
     assert report.summary() == "0 fetched, 0 already present, 0 failed" and not (state / "lock").exists()
+
+
+def test_an_unreachable_host_stops_the_run_within_seconds(tmp_path: Path) -> None:
+    """Nothing listens at the mirror (as with no network): the first connection failure stops
+    the run with one line instead of retrying every file (5 retries each took minutes), and
+    every file is in fetch_failures.tsv, the untried ones saying so."""
+    import socket
+
+    with socket.socket() as sock:  # a free loopback port, closed again: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ids = tmp_path / "ids.txt"
+    ids.write_text("".join(f"{i}ABC\n" for i in range(1, 10)) + "".join(f"{i}XYZ\n" for i in range(1, 10)))
+    dest = tmp_path / "pdb"
+    cmd = [sys.executable, "-m", "ptk.pipelines.cli", "fetch", "pdb", "--ids", str(ids), "--dest", str(dest),
+           "--mirror", f"http://127.0.0.1:{port}", "--retries", "5", "--backoff", "2"]  # fmt: skip
+    started = time.monotonic()
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 1 and elapsed < 20, (elapsed, result.stderr)
+    last = result.stderr.strip().splitlines()[-1]
+    assert (
+        last.startswith("ptk: error: 127.0.0.1: cannot connect")
+        and "stopped before fetching anything" in last
+    )
+    rows = failures(dest)
+    assert len(rows) == 18 and all("cannot connect" in r["reason"] for r in rows.values())
+    assert all(r["attempts"] in ("0", "1") for r in rows.values())  # 0: not tried; none retried

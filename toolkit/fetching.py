@@ -26,12 +26,14 @@ environment (``https_proxy``, ``no_proxy``) apply, except to loopback hosts.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import http.client
 import logging
 import os
 import random
 import re
+import socket
 import ssl
 import threading
 import time
@@ -497,6 +499,16 @@ class _Interrupted(Exception):
     pass
 
 
+class _Unreachable(_Permanent):
+    """The host cannot be reached at all: its name does not resolve, or nothing answers. Before
+    any response of the run this stops the whole run (every file would fail the same way, each
+    after its retries); once the host has answered it is retried like any dropped connection."""
+
+
+#: socket errors that mean "no route to a server", as opposed to one that failed mid-transfer.
+_UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN})
+
+
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -529,6 +541,10 @@ def _classify(exc: BaseException, timeout: float) -> Exception:
         if isinstance(reason, BaseException):
             return _classify(reason, timeout)
         return _Retryable(str(reason))
+    if isinstance(exc, socket.gaierror):
+        return _Unreachable(f"cannot resolve the host name ({exc.strerror or exc})")
+    if isinstance(exc, OSError) and exc.errno in _UNREACHABLE_ERRNOS:
+        return _Unreachable(f"cannot connect ({exc.strerror or exc})")
     if isinstance(exc, TimeoutError):
         return _Retryable(f"timed out (no data for {timeout:g} s)")
     if isinstance(exc, http.client.HTTPException | ConnectionError | OSError):
@@ -622,6 +638,8 @@ class _Fetcher:
         self.proxied = urllib.request.build_opener()
         self.bytes_done = 0
         self.bytes_lock = threading.Lock()
+        self.answered = False  # a server has responded in this run
+        self.unreachable: str | None = None  # why no server could be reached (stops the run)
         self.on_bytes: Callable[[int], None] | None = None  # called with the running total
         self._last_tick = 0.0
 
@@ -665,6 +683,15 @@ class _Fetcher:
         for attempt in range(self.options.retries + 1):
             try:
                 digest = self._download(rf, url, part)
+            except _Unreachable as exc:
+                if not self.answered:
+                    self.unreachable = f"{urllib.parse.urlsplit(url).hostname}: {exc}"
+                    return Failure(rf.key, url, rf.path, str(exc), attempt + 1)
+                last = str(exc)  # it answered before: a transient outage, retried below
+                if attempt < self.options.retries:
+                    if self.stop.wait(retry_delay(attempt, self.options.backoff, self.options.backoff_cap)):
+                        raise _Interrupted from None
+                continue
             except _Permanent as exc:
                 part.unlink(missing_ok=True)
                 return Failure(rf.key, url, rf.path, str(exc), attempt + 1)
@@ -694,7 +721,9 @@ class _Fetcher:
         request = urllib.request.Request(url, headers=headers)
         try:
             response = self._opener(url).open(request, timeout=self.options.timeout)
+            self.answered = True
         except urllib.error.HTTPError as exc:
+            self.answered = True
             exc.close()
             if exc.code == 416 and offset:
                 part.unlink(missing_ok=True)
@@ -802,17 +831,18 @@ def fetch(
         pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="ptk-fetch")
         try:
             futures = {pool.submit(fetcher.fetch_one, rf): rf for rf in unique}
+            accounted = set()
             for future in as_completed(futures):
-                outcome = future.result()
-                if outcome == "fetched":
-                    report.fetched += 1
-                elif outcome == "present":
-                    report.present += 1
-                else:
-                    report.failures.append(outcome)
-                    log.warning("%s: %s", outcome.key, outcome.reason)
+                _account(report, future.result())
+                accounted.add(future)
                 status(fetcher.bytes_done)
                 bar.update(1)
+                if fetcher.unreachable is not None:
+                    fetcher.stop.set()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    rest = {f: rf for f, rf in futures.items() if f not in accounted}
+                    _untried(report, rest, fetcher.unreachable, options.mirror)
+                    break
         except BaseException:
             fetcher.stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -829,7 +859,34 @@ def fetch(
         report.failures_path = failures_path
     else:
         failures_path.unlink(missing_ok=True)
+    if fetcher.unreachable is not None:
+        raise FetchError(
+            f"{fetcher.unreachable}; stopped before fetching anything (no network, or a wrong --mirror?): "
+            f"{report.failed} file(s) listed in {failures_path}"
+        )
     return report
+
+
+def _account(report: FetchReport, outcome: str | Failure) -> None:
+    if outcome == "fetched":
+        report.fetched += 1
+    elif outcome == "present":
+        report.present += 1
+    else:
+        report.failures.append(outcome)
+        log.warning("%s: %s", outcome.key, outcome.reason)
+
+
+def _untried(report: FetchReport, futures: Mapping, reason: str, mirror: str | None) -> None:
+    """Account the files of a run stopped because no server could be reached: those that
+    finished as they did, the others as failures that were not tried."""
+    for future, rf in futures.items():
+        if future.done() and not future.cancelled() and future.exception() is None:
+            _account(report, future.result())
+            continue
+        report.failures.append(
+            Failure(rf.key, mirror_url(rf.url, mirror), rf.path, f"not tried ({reason})", 0)
+        )
 
 
 def _write_failures(path: Path, failures: Sequence[Failure]) -> None:
