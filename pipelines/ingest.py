@@ -55,6 +55,7 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
 import stat
 import sys
 import time
@@ -367,7 +368,7 @@ class _Synchronous:
         for batch in batches:
             yield self.fn(kind, batch, labels, max_length, out, shard_rows)
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> None:
         pass
 
 
@@ -484,7 +485,12 @@ class _Distributed:
         table = pa.concat_tables(tables) if tables else None
         return Batch(packed, table.column("id").to_pylist() if table is not None else [], table)
 
-    def close(self) -> None:
+    def close(self, interrupted: bool = False) -> None:
+        """Close the client (and the local cluster). After an interrupt, Dask's complaints
+        about the tasks it cancels are kept out of the console unless asked for (-vv)."""
+        if interrupted and logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+            for name in ("distributed", "tornado", "asyncio"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
         with contextlib.suppress(Exception):
             self.client.close()
         if self.cluster is not None:
@@ -494,7 +500,7 @@ class _Distributed:
 
 def _check_scheduler(value: str | None) -> None:
     """A UsageError unless ``value`` is None, ``synchronous`` or a Dask address with a host and
-    a port (``tcp://HOST:PORT``, or ``HOST:PORT``)."""
+    a port (``tcp://HOST:PORT``, or ``HOST:PORT``; ``inproc://`` needs no port)."""
     from urllib.parse import urlsplit
 
     if value is None or value == "synchronous":
@@ -504,6 +510,8 @@ def _check_scheduler(value: str | None) -> None:
         port = parts.port
     except ValueError:
         port = None
+    if parts.scheme == "inproc" and parts.hostname:  # a cluster in this process (Dask's tests, notebooks)
+        return
     if parts.scheme not in ("tcp", "tls", "ws", "wss", "ucx") or not parts.hostname or port is None:
         raise click.UsageError(
             f"--scheduler {value!r}: expected 'synchronous' or a Dask scheduler address, tcp://HOST:PORT"
@@ -530,6 +538,8 @@ def _probe(address: str) -> None:
 #: them itself (torch alone takes seconds), which made start-up most of a run on a few hundred
 #: files. An existing cluster (``--scheduler``) keeps its own settings.
 LOCAL_WORKER_CONFIG: dict[str, Any] = {
+    # the driver owns Ctrl-C (workers ignore SIGINT instead of each printing a traceback)
+    "distributed.worker.preload": ["ptk.pipelines._dask_worker"],
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     "distributed.worker.profile.enabled": False,
     "distributed.worker.multiprocessing-method": (
@@ -537,7 +547,17 @@ LOCAL_WORKER_CONFIG: dict[str, Any] = {
     ),
 }
 #: Modules the fork server imports before forking the local cluster's processes.
-WORKER_PRELOAD = ("distributed", "numpy", "gemmi", "pyarrow.parquet", "torch", "ptk.features", __name__)
+#: The first one makes the server (and so every worker) ignore Ctrl-C, which the driver handles.
+WORKER_PRELOAD = (
+    "ptk.pipelines._dask_worker",
+    "distributed",
+    "numpy",
+    "gemmi",
+    "pyarrow.parquet",
+    "torch",
+    "ptk.features",
+    __name__,
+)
 
 
 def local_cluster(n_workers: int, log_level: int = logging.WARNING) -> Any:
@@ -550,7 +570,17 @@ def local_cluster(n_workers: int, log_level: int = logging.WARNING) -> Any:
     with dask.config.set(LOCAL_WORKER_CONFIG):
         context = get_mp_context()  # Dask sets its own preload list on its first call: replace it
         if context.get_start_method() == "forkserver":
+            import multiprocessing.forkserver
+
             context.set_forkserver_preload(list(WORKER_PRELOAD))
+            # Started here with SIGINT ignored, a disposition that survives exec: the server, and
+            # every worker it forks, ignore Ctrl-C from their first instruction (the driver
+            # handles it). Otherwise one pressed while the server imports its preloads kills it.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                multiprocessing.forkserver.ensure_running()
+            finally:
+                signal.signal(signal.SIGINT, previous)
         return LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,
@@ -559,6 +589,24 @@ def local_cluster(n_workers: int, log_level: int = logging.WARNING) -> Any:
             scheduler_kwargs={"dashboard": False},
             silence_logs=log_level,
         )
+
+
+@contextlib.contextmanager
+def _interrupt_deferred() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C inside the block is remembered, not raised; yields "was there one?" (a cluster
+    interrupted half-started fails in Dask's exit hook with a traceback)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    try:
+        yield lambda: bool(seen)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _executor(scheduler: str | None, workers: int | None, args: tuple) -> _Synchronous | _Distributed:
@@ -570,8 +618,15 @@ def _executor(scheduler: str | None, workers: int | None, args: tuple) -> _Synch
     quiet = logging.WARNING if logging.getLogger().getEffectiveLevel() > logging.INFO else logging.INFO
     logging.getLogger("distributed").setLevel(quiet)
     if scheduler is None:
-        cluster = local_cluster(workers or os.cpu_count() or 1, quiet)
-        return _Distributed(Client(cluster), cluster, process_batch, args)
+        # Ctrl-C while the cluster starts would leave half-started workers (and Dask's exit hook
+        # then fails on them with a traceback): the interrupt waits until it is up and closed.
+        with _interrupt_deferred() as interrupted:
+            cluster = local_cluster(workers or os.cpu_count() or 1, quiet)
+            executor = _Distributed(Client(cluster), cluster, process_batch, args)
+        if interrupted():
+            executor.close(interrupted=True)
+            raise KeyboardInterrupt
+        return executor
     if workers is not None:
         log.warning("--workers is ignored with --scheduler %s (the cluster has its own workers)", scheduler)
     try:
@@ -1066,6 +1121,9 @@ def run_ingest(
                         processed_rows += writer.add(batch)
                         processed_atoms += sum(p.n_atoms for p in batch.packed)
                         bar.update(sum(p.unit.chunk == p.unit.n_chunks - 1 for p in batch.packed))
+            except KeyboardInterrupt:
+                executor.close(interrupted=True)
+                raise
             finally:
                 executor.close()
             writer.finish()

@@ -239,3 +239,40 @@ def test_a_task_that_dies_is_retried_file_by_file(
     # tasks of 4 files: the retried one's three good files are its part, as if it had not died
     assert [p["rows"] for p in shards.read_manifest(out)["parts"]] == [3, 2]
     assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("when", ["while the cluster starts", "mid-run"])
+def test_ctrl_c_on_the_default_cluster_is_one_line_and_resumes(
+    when: str, tmp_path: Path, shared_data: Path
+) -> None:
+    """Ctrl-C on a terminal (SIGINT to the whole process group: driver, fork server, workers)
+    ends the run with "ptk: aborted", status 130 and no traceback from Dask or its workers; the
+    same command then finishes the dataset."""
+    import os
+    import shutil
+    import signal
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for k in range(40):  # 800 small files: a few seconds of work for two workers
+        for f in sorted((shared_data / "cath" / "dompdb").iterdir()):
+            shutil.copy(f, inputs / f"{f.name}_{k}.pdb")
+    out = tmp_path / "shards"
+    cmd = [sys.executable, "-m", "ptk.pipelines.cli", "ingest", "cath", str(inputs), "--out", str(out),
+           "--workers", "2", "--shard-rows", "10"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    if when == "mid-run":
+        deadline = time.monotonic() + 60
+        while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+    else:
+        time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (130, -2), err  # a shell shows both as 130 (-2: ended by the SIGINT itself)
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "ptk: aborted", err
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert len(shards.CathDataset(out)) == 20  # the rest are duplicate ids, rejected
