@@ -37,3 +37,21 @@ def dompdb_files(shared_data: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def qfit_model_files(shared_data: Path) -> list[Path]:
     return sorted((shared_data / "qfit" / "qfit_models").iterdir())
+
+
+@pytest.fixture()
+def cli_error(capsys: pytest.CaptureFixture[str]):  # noqa: ANN201
+    """``cli_error(argv)`` runs ``ptk ARGV`` in this process, checks that it exits with status 1
+    and one ``ptk: error: ...`` line on stderr (no traceback), and returns that line."""
+    from ptk.pipelines.cli import main
+
+    def run(argv: list[str]) -> str:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("ptk: error: ") and "Traceback" not in err, err
+        return err
+
+    return run

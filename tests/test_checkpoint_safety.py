@@ -45,43 +45,32 @@ def crafted_run(session_dir: Path, shared_data: Path, tmp_path: Path) -> tuple[P
     return run, marker
 
 
-def refused(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    """The one stderr line of a command that must exit 1."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    return err
-
-
 def test_a_checkpoint_with_a_payload_is_refused_everywhere(
-    session_dir: Path, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    session_dir: Path, shared_data: Path, tmp_path: Path, cli_error
 ) -> None:
     run, marker = crafted_run(session_dir, shared_data, tmp_path)
     data = ingest_cached(session_dir, shared_data, "cath")
     best = run / "checkpoints" / "best.pt"
 
-    err = refused(capsys, ["sample", "--run", str(run), "--data", str(data), "--out", str(tmp_path / "s")])
+    err = cli_error(["sample", "--run", str(run), "--data", str(data), "--out", str(tmp_path / "s")])
     assert str(best) in err and "refused" in err and ("os.system" in err or "posix.system" in err)
 
-    err = refused(capsys, ["train", "--out", str(run), "--resume", "--epochs", "3"])
+    err = cli_error(["train", "--out", str(run), "--resume", "--epochs", "3"])
     assert str(best) in err and "refused" in err  # last.pt refused, then best.pt refused too
 
     fresh = tmp_path / "runs" / "v14"  # v14's init_from is v13: the sibling crafted run
-    err = refused(capsys, train_args("v14", data, fresh, "--set", f"init_checkpoint={run}"))
+    err = cli_error(train_args("v14", data, fresh, "--set", f"init_checkpoint={run}"))
     assert str(best) in err and "refused" in err
 
     stage1 = ["--set", "encoder=stage1", "--set", f"encoder_checkpoint={best}"]  # an encoder named by path
-    err = refused(capsys, train_args("v13", data, tmp_path / "v13b", *stage1))
+    err = cli_error(train_args("v13", data, tmp_path / "v13b", *stage1))
     assert str(best) in err and "refused" in err
 
     assert not marker.exists()
 
 
 def test_an_old_checkpoint_is_upgraded_once_then_resumes(
-    session_dir: Path, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    session_dir: Path, shared_data: Path, tmp_path: Path, cli_error, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = tmp_path / "v13"
     shutil.copytree(trained_run(session_dir, shared_data, "v13"), run)
@@ -100,7 +89,7 @@ def test_an_old_checkpoint_is_upgraded_once_then_resumes(
     torch.save(state, last)
     (run / "checkpoints" / "best.pt").unlink()
 
-    err = refused(capsys, ["train", "--out", str(run), "--resume", "--epochs", "3"])
+    err = cli_error(["train", "--out", str(run), "--resume", "--epochs", "3"])
     assert f"ptk upgrade-checkpoint --trust {last}" in err
 
     with pytest.raises(SystemExit) as exc:  # usage error without --trust

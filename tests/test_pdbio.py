@@ -15,7 +15,6 @@ from test_train_families import ingest_cached, one_thread, trained_run  # noqa: 
 
 from ptk.errors import PtkError
 from ptk.pdbio import write_pdb
-from ptk.pipelines.cli import main
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +69,7 @@ def test_coordinates_a_pdb_cannot_hold_are_refused(
 
 
 def test_sampling_a_diverged_run_ends_with_one_line(
-    session_dir: Path, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    session_dir: Path, shared_data: Path, tmp_path: Path, cli_error
 ) -> None:
     run = tmp_path / "v13"
     shutil.copytree(trained_run(session_dir, shared_data, "v13"), run)
@@ -82,12 +81,8 @@ def test_sampling_a_diverged_run_ends_with_one_line(
     torch.save(state, best)
     out = tmp_path / "samples"
     data = ingest_cached(session_dir, shared_data, "cath")
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        main(
-            ["sample", "--run", str(run), "--data", str(data), "--out", str(out), "--steps", "3", "--n", "2"]
-        )
-    assert exc.value.code == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "cannot be written to PDB" in err and "not written" in err
+    err = cli_error(
+        ["sample", "--run", str(run), "--data", str(data), "--out", str(out), "--steps", "3", "--n", "2"]
+    )
+    assert "cannot be written to PDB" in err and "not written" in err
     assert not list(out.glob("*.pdb"))  # the DDIM samples: none written

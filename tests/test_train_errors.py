@@ -20,16 +20,6 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.getbasetemp()
 
 
-def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("ptk: error: "), err
-    return err
-
-
 @pytest.mark.parametrize(
     ("setting", "named"),
     [
@@ -46,27 +36,27 @@ def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     ],
 )
 def test_a_value_out_of_range_is_refused(
-    setting: str, named: str, session_dir: Path, shared_data: Path, tmp_path: Path, capsys
+    setting: str, named: str, session_dir: Path, shared_data: Path, tmp_path: Path, cli_error
 ) -> None:
     data = ingest_cached(session_dir, shared_data, "cath")
-    err = one_line_error(capsys, train_args("v13", data, tmp_path / "run", "--set", setting))
+    err = cli_error(train_args("v13", data, tmp_path / "run", "--set", setting))
     assert named in err
     assert not (tmp_path / "run").exists()
 
 
 def test_a_diverged_run_stops_with_an_error(
-    session_dir: Path, shared_data: Path, tmp_path: Path, capsys
+    session_dir: Path, shared_data: Path, tmp_path: Path, cli_error
 ) -> None:
     data = ingest_cached(session_dir, shared_data, "cath")
     out = tmp_path / "run"
-    err = one_line_error(capsys, train_args("v13", data, out, "--set", "lr=1e6", epochs=4))
+    err = cli_error(train_args("v13", data, out, "--set", "lr=1e6", epochs=4))
     assert "diverged: every batch of epoch" in err and str(out) in err and "lr 1e+06" in err
     rows = read_metrics(out)
     assert rows[-1]["status"].startswith("HALT (diverged") and len(rows) < 4
 
 
 def test_resume_needs_a_readable_config_and_accepts_restated_settings(
-    session_dir: Path, shared_data: Path, tmp_path: Path, capsys
+    session_dir: Path, shared_data: Path, tmp_path: Path, cli_error
 ) -> None:
     run = tmp_path / "run"
     shutil.copytree(trained_run(session_dir, shared_data, "v13"), run)
@@ -74,12 +64,12 @@ def test_resume_needs_a_readable_config_and_accepts_restated_settings(
     text = config.read_text()
 
     config.write_text(text[: len(text) // 2])
-    assert "not readable as JSON" in one_line_error(capsys, ["train", "--out", str(run), "--resume"])
+    assert "not readable as JSON" in cli_error(["train", "--out", str(run), "--resume"])
     config.unlink()
-    assert "config.json" in one_line_error(capsys, ["train", "--out", str(run), "--resume"])
+    assert "config.json" in cli_error(["train", "--out", str(run), "--resume"])
     config.write_text(text)
 
-    err = one_line_error(capsys, ["train", "--out", str(run), "--resume", "--set", "lr=0.5"])
+    err = cli_error(["train", "--out", str(run), "--resume", "--set", "lr=0.5"])
     assert "cannot change lr" in err
     lr = json.loads(text)["train"]["lr"]
     main(
