@@ -207,9 +207,17 @@ def _save(fig, out: Path) -> None:
 )
 @click.option("--panel", "panels", multiple=True, metavar="LABEL=PATH", help="Any other panel (repeatable).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="PNG to write.")
+@click.option(
+    "--axes",
+    type=click.Choice(["tau-tau", "tau-theta"]),
+    default="tau-tau",
+    show_default=True,
+    help="tau-tau: consecutive Cα pseudo-torsions (the Mini-Fold page's; helix at 50°, 50°); "
+    "tau-theta: pseudo-torsion against pseudo-bond angle (helix at 50°, 91°).",
+)
 @click.option("--title", default=None, help="Figure title.")  # fmt: skip
-def plot_rama(ref, ddim, x0, samples, panels, out, title) -> None:
-    """Pseudo-Ramachandran densities (Cα pseudo-torsion vs pseudo-bond angle), one panel per set."""
+def plot_rama(ref, ddim, x0, samples, panels, out, axes, title) -> None:
+    """Pseudo-Ramachandran densities of Cα traces, one panel per set."""
     from ptk.plots import pseudo_ramachandran_figure
 
     chosen: list[tuple[str, Path]] = []
@@ -223,7 +231,7 @@ def plot_rama(ref, ddim, x0, samples, panels, out, title) -> None:
     chosen += _panels(panels)
     if not chosen:
         raise PtkError("nothing to plot: give --ref, --ddim, --x0, --samples or --panel")
-    fig = pseudo_ramachandran_figure({label: _traces(path) for label, path in chosen}, title=title)
+    fig = pseudo_ramachandran_figure({label: _traces(path) for label, path in chosen}, axes=axes, title=title)
     _save(fig, out)
 
 

@@ -55,7 +55,7 @@ def test_pseudo_ramachandran_from_real_structures(
     noisy = _ca(sorted((eval_reference / "pred").glob("*_noise1.5.pdb.gz")))
     hinged = _ca(sorted((eval_reference / "pred").glob("*_hinge30.pdb.gz")))
     fig = plots.pseudo_ramachandran_figure(
-        {"reference": reference, "noise 1.5 Å": noisy, "hinge 30°": hinged}
+        {"reference": reference, "noise 1.5 Å": noisy, "hinge 30°": hinged}, axes="tau-theta"
     )
     assert isinstance(fig, Figure)
     theta, tau = plots.pseudo_ramachandran_angles(reference)
@@ -70,6 +70,40 @@ def test_pseudo_ramachandran_from_real_structures(
     assert titles[0] == f"reference ({n_ref:,} residues)"
     assert len(titles) == 3
     _check_png(plots.save_figure(fig, tmp_path / "rama.png"), min_width=1000)
+
+
+def test_the_page_s_pseudo_ramachandran_axes(dompdb_files: list[Path], tmp_path: Path) -> None:
+    """Consecutive Cα pseudo-torsions (the default axes) put the CATH chains' helix cluster where
+    the Mini-Fold page draws it, ~(50°, 50°); the angles equal biotite's dihedrals of the same
+    Cα atoms, and biotite's Cα-based helix residues sit in that cluster."""
+    import biotite.structure as struc
+
+    reference = _ca(dompdb_files)
+    first, second = plots.pseudo_torsion_pairs(reference)
+    hist, xe, ye = np.histogram2d(first, second, bins=36, range=[[-180, 180], [-180, 180]])
+    i, j = np.unravel_index(hist.argmax(), hist.shape)
+    centre = np.array([xe[i] + 5.0, ye[j] + 5.0])  # 10° bins
+    assert np.linalg.norm(centre - np.array([50.0, 50.0])) <= 15.0, centre
+
+    ca = reference[0].numpy()
+    atoms = struc.array([struc.Atom(c, atom_name="CA", element="C", res_id=k + 1, res_name="ALA",
+                                    chain_id="A") for k, c in enumerate(ca)])  # fmt: skip
+    want = np.degrees(struc.dihedral(atoms[:-3], atoms[1:-2], atoms[2:-1], atoms[3:]))
+    got_first, got_second = plots.pseudo_torsion_pairs(reference[0])
+    np.testing.assert_allclose(got_first, want[:-1], atol=1e-3)  # biotite works in float32
+    np.testing.assert_allclose(got_second, want[1:], atol=1e-3)
+
+    helix = struc.annotate_sse(atoms)[2:-2] == "a"  # residues 2..n-3 have both τᵢ₋₁ and τᵢ
+    assert helix.sum() > 20
+    assert np.all(np.abs(np.median(np.stack([got_first, got_second])[:, helix], axis=1) - 50.0) < 10.0)
+
+    fig = plots.pseudo_ramachandran_figure({"reference": reference})
+    assert "pseudo-torsion τᵢ₋₁ (°)" in _texts(fig) and "pseudo-torsion τᵢ (°)" in _texts(fig)
+    assert "pseudo-bond angle θ (°)" in _texts(
+        plots.pseudo_ramachandran_figure({"r": reference}, axes="tau-theta")
+    )
+    with pytest.raises(PtkError, match="tau-tau"):
+        plots.pseudo_ramachandran_figure({"r": reference}, axes="phi-psi")
 
 
 def test_pseudo_ramachandran_accepts_batches_masks_and_empty_sets() -> None:

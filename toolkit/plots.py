@@ -32,12 +32,14 @@ from matplotlib.ticker import FormatStrFormatter
 from torch import Tensor
 
 from ptk import geometry as G
-from ptk.errors import PtkError
+from ptk.errors import PtkError, unknown_choice
 
 __all__ = [
     "angle_density",
     "pseudo_ramachandran_angles",
+    "pseudo_torsion_pairs",
     "pseudo_ramachandran_figure",
+    "RAMA_AXES",
     "chi_density_figure",
     "contact_map_figure",
     "read_metrics",
@@ -147,6 +149,31 @@ def pseudo_ramachandran_angles(traces: Trace | Sequence[Trace]) -> tuple[np.ndar
     return np.concatenate(thetas), np.concatenate(taus)
 
 
+def pseudo_torsion_pairs(traces: Trace | Sequence[Trace]) -> tuple[np.ndarray, np.ndarray]:
+    """Consecutive Cα pseudo-torsions (τᵢ₋₁, τᵢ) in degrees, for every residue where both are
+    defined (:func:`ptk.geometry.pseudo_torsions`; masked residues break the chain): the axes of
+    the Mini-Fold page's pseudo-Ramachandran plots, where helices sit at (50°, 50°)."""
+    firsts, seconds = [], []
+    for coords, mask in _as_traces(traces):
+        if coords.shape[0] < 5:
+            continue
+        ca = torch.from_numpy(np.where(mask[:, None], coords, np.nan).astype(np.float64))
+        tau, ok = G.pseudo_torsions(ca)
+        tau, ok = _degrees(tau), ok.numpy()
+        both = ok[:-1] & ok[1:]
+        firsts.append(tau[:-1][both])
+        seconds.append(tau[1:][both])
+    if not firsts:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(firsts), np.concatenate(seconds)
+
+
+#: the pseudo-Ramachandran axes: consecutive pseudo-torsions (τᵢ₋₁, τᵢ), the Mini-Fold page's
+#: (helix ≈ (50°, 50°), strand ≈ (−150°, −150°), wrapping across ±180°); or pseudo-torsion τ
+#: against pseudo-bond angle θ (helix ≈ (50°, 91°), strand ≈ (−170°, 120°)).
+RAMA_AXES: tuple[str, ...] = ("tau-tau", "tau-theta")
+
+
 def _panel_figure(n: int, height: float = _PANEL_SIZE, share: bool = True) -> tuple[Figure, list[Axes]]:
     fig = Figure(figsize=(_PANEL_SIZE * max(n, 1) + 0.9, height), layout="constrained")
     axes = fig.subplots(1, max(n, 1), squeeze=False, sharex=share, sharey=share)[0]
@@ -189,26 +216,40 @@ def _density_panels(
 
 
 def pseudo_ramachandran_figure(
-    sets: Mapping[str, Trace | Sequence[Trace]], *, bins: int | None = None, title: str | None = None
+    sets: Mapping[str, Trace | Sequence[Trace]],
+    *,
+    axes: str = "tau-tau",
+    bins: int | None = None,
+    title: str | None = None,
 ) -> Figure:
-    """Pseudo-Ramachandran densities: Cα pseudo-torsion τ (x, −180…180°) against pseudo-bond
-    angle θ (y, 0…180°), one panel per set side by side (e.g. ``{"reference": …, "DDIM":
-    …, "x0": …}``), on a shared log colour scale, each titled with its residue count.
+    """Pseudo-Ramachandran densities, one panel per set side by side (e.g. ``{"reference": …,
+    "DDIM": …, "x0": …}``), on a shared log colour scale, each titled with its residue count.
 
     Args:
         sets: label → Cα traces: ``[n, 3]``, ``[b, n, 3]`` (NaN = missing), ``(coords, mask)``
             or a list of those (one per chain; masked residues break the chain).
+        axes: ``"tau-tau"`` (default, the Mini-Fold page's): consecutive pseudo-torsions τᵢ₋₁
+            (x) and τᵢ (y), both −180…180°; ``"tau-theta"``: pseudo-torsion τ (x) against the
+            pseudo-bond angle θ (y, 0…180°). See :data:`RAMA_AXES`.
         bins: histogram bins per axis; default from the smallest set's size (36–90).
     """
-    fig, axes = _panel_figure(len(sets))
+    if axes not in RAMA_AXES:
+        raise unknown_choice("pseudo-Ramachandran axes", axes, RAMA_AXES)
+    fig, panels = _panel_figure(len(sets))
     data = []
     for label, traces in sets.items():
-        theta, tau = pseudo_ramachandran_angles(traces)
-        data.append((label, tau, theta))
-    _density_panels(
-        fig, axes, data, xlim=(-180, 180), ylim=(0, 180), xlabel="pseudo-torsion τ (°)",
-        ylabel="pseudo-bond angle θ (°)", unit="residues", bins=bins,
-    )  # fmt: skip
+        if axes == "tau-tau":
+            data.append((label, *pseudo_torsion_pairs(traces)))
+        else:
+            theta, tau = pseudo_ramachandran_angles(traces)
+            data.append((label, tau, theta))
+    if axes == "tau-tau":
+        limits = {"xlim": (-180, 180), "ylim": (-180, 180), "xlabel": "pseudo-torsion τᵢ₋₁ (°)",
+                  "ylabel": "pseudo-torsion τᵢ (°)"}  # fmt: skip
+    else:
+        limits = {"xlim": (-180, 180), "ylim": (0, 180), "xlabel": "pseudo-torsion τ (°)",
+                  "ylabel": "pseudo-bond angle θ (°)"}  # fmt: skip
+    _density_panels(fig, panels, data, unit="residues", bins=bins, **limits)
     if title:
         fig.suptitle(title)
     return fig

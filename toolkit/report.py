@@ -841,8 +841,11 @@ def _structure_section(
                 _figure(
                     page.save(fig, "pseudo_ramachandran.png"),
                     "pseudo-Ramachandran panels",
-                    "Cα pseudo-torsion τ against pseudo-bond angle θ. Helices sit near (50°, 90°), "
-                    "strands near (−170°, 120°); samples that learned local geometry concentrate there.",
+                    "Consecutive Cα pseudo-torsions (τᵢ₋₁, τᵢ), as the Mini-Fold page draws them: "
+                    "helices sit near (50°, 50°), strands around (−150°, −150°), wrapping across "
+                    "the ±180° edges to the top-left corner (the page writes (−120°, 120°)); "
+                    "samples that learned local geometry concentrate there. "
+                    "<code>ptk plot rama --axes tau-theta</code> draws τ against the pseudo-bond angle θ.",
                 )
             )
         for k in empty:
