@@ -77,13 +77,22 @@ def _check_writable(path: Path) -> None:
     help="Output table: FILE.csv or FILE.parquet.",
 )
 @click.option("--align", is_flag=True, help="Also run TM-align (sequence independent): column tm_align.")
+@click.option(
+    "--structure-stats",
+    is_flag=True,
+    help="Also helix/strand/coil fractions of both sides (biotite's Cα P-SEA) and the prediction's "
+    "long-range (|i-j| >= 24) Cα-contact precision and recall: did the model learn β-sheets?",
+)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Where the batched metrics run.")  # fmt: skip
-def eval_command(pred_dir: Path, ref_dir: Path, out_path: Path, align: bool, device: str) -> None:
+def eval_command(
+    pred_dir: Path, ref_dir: Path, out_path: Path, align: bool, structure_stats: bool, device: str
+) -> None:
     """Score predicted structures against references, one row per pair of same-named files.
 
     \b
-    Columns: name, n_common, ref_length, rmsd, tm, gdt_ts, gdt_ha, lddt [, tm_align], error.
+    Columns: name, n_common, ref_length, rmsd, tm, gdt_ts, gdt_ha, lddt [, tm_align]
+    [, ref_/pred_ helix, strand, coil, lr_contact_precision, lr_contact_recall], error.
     Residues are matched by residue number + insertion code; TM and GDT are normalised by the
     reference length (as the TM-score program does). A pair that cannot be scored (missing
     partner, unreadable file, no common residue) gets its reason in `error`.
@@ -99,7 +108,15 @@ def eval_command(pred_dir: Path, ref_dir: Path, out_path: Path, align: bool, dev
         raise PtkError(f"no structure files in {pred_dir} or {ref_dir}")
     _check_writable(out_path)  # before the scoring, not after it
     names, preds, refs, problems = (list(column) for column in zip(*rows, strict=True))
-    frame = evaluate_pairs(preds, refs, torch_device, align=align, names=names, problems=problems)
+    frame = evaluate_pairs(
+        preds,
+        refs,
+        torch_device,
+        align=align,
+        structure_stats=structure_stats,
+        names=names,
+        problems=problems,
+    )
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     if suffix == ".csv":
         frame.to_csv(tmp, index=False)
@@ -110,10 +127,11 @@ def eval_command(pred_dir: Path, ref_dir: Path, out_path: Path, align: bool, dev
     click.echo(f"{len(frame) - failed} of {len(frame)} pairs scored -> {out_path}")
     summary = summarize(frame)
     if summary:
-        click.echo(f"{'metric':<9} {'mean':>8} {'median':>8} {'n':>6}")
+        width = max(9, *(len(metric) for metric in summary))
+        click.echo(f"{'metric':<{width}} {'mean':>8} {'median':>8} {'n':>6}")
         for metric, stats in summary.items():
             click.echo(
-                f"{metric:<9} {_format(stats['mean']):>8} {_format(stats['median']):>8} {stats['n']:>6}"
+                f"{metric:<{width}} {_format(stats['mean']):>8} {_format(stats['median']):>8} {stats['n']:>6}"
             )
     for _, row in frame[frame["error"].notna()].head(10).iterrows():
         click.echo(f"  not scored: {row['name']}: {row['error']}", err=True)

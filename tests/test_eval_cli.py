@@ -220,3 +220,54 @@ def test_eval_checks_its_output_before_scoring(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"--out {out}" in err and "Traceback" not in err
     assert not scored
+
+
+def test_structure_stats_secondary_structure_and_long_range_contacts(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """--structure-stats: helix/strand/coil fractions equal biotite's own P-SEA on the file's Cα
+    atoms read by biotite; an ideal α-helix is a helix; a structure scored against itself has
+    long-range contact precision and recall 1 and equal fractions; noise lowers them."""
+    import biotite.structure as struc
+    import biotite.structure.io.pdb as biotite_pdb
+
+    from ptk.metrics import CaTrace, sse_fractions
+
+    shared = shared_data / "eval_reference"
+    refs = sorted((shared / "ref").glob("*_noise3.0.pdb.gz"))[:4]
+    pred, ref_dir = tmp_path / "pred", tmp_path / "ref"
+    pred.mkdir()
+    ref_dir.mkdir()
+    for path in refs:  # each reference scored against itself, and its 3 Å-noise version against it
+        shutil.copy(path, pred / f"self_{path.name}")
+        shutil.copy(path, ref_dir / f"self_{path.name}")
+        shutil.copy(shared / "pred" / path.name, pred / path.name)
+        shutil.copy(path, ref_dir / path.name)
+    out = tmp_path / "stats.csv"
+    main(["eval", "--pred", str(pred), "--ref", str(ref_dir), "--out", str(out), "--structure-stats"])
+    frame = pd.read_csv(out).set_index("name")
+    assert frame["error"].isna().all() and len(frame) == 2 * len(refs)
+
+    for path in refs:
+        row = frame.loc[f"self_{path.name.removesuffix('.pdb.gz')}"]
+        with gzip.open(path, "rt") as handle:
+            atoms = biotite_pdb.PDBFile.read(handle).get_structure(model=1)
+        ca = atoms[(atoms.atom_name == "CA") & (atoms.chain_id == atoms.chain_id[0]) & ~atoms.hetero]
+        labels = struc.annotate_sse(ca)
+        labels = labels[np.isin(labels, ["a", "b", "c"])]
+        for name, code in (("helix", "a"), ("strand", "b"), ("coil", "c")):
+            assert row[f"ref_{name}"] == pytest.approx((labels == code).mean(), abs=1e-9)
+            assert row[f"pred_{name}"] == row[f"ref_{name}"]
+        noisy = frame.loc[path.name.removesuffix(".pdb.gz")]
+        assert noisy["pred_coil"] > noisy["ref_coil"]
+        if pd.isna(row["lr_contact_recall"]):  # a domain with no |i-j| >= 24 contact at all
+            assert pd.isna(row["lr_contact_precision"])
+            continue
+        assert row["lr_contact_precision"] == 1.0 and row["lr_contact_recall"] == 1.0
+        assert noisy["lr_contact_recall"] < 0.8
+    assert frame["lr_contact_recall"].notna().sum() >= 4  # most domains have long-range contacts
+
+    k = np.arange(30)  # an ideal α-helix: 100° a residue, radius 2.3 Å, rise 1.5 Å
+    helix = np.stack([2.3 * np.cos(np.radians(100 * k)), 2.3 * np.sin(np.radians(100 * k)), 1.5 * k], axis=1)
+    trace = CaTrace(helix, k + 1, np.array([""] * 30), "A" * 30)
+    assert sse_fractions(trace)["helix"] >= 0.8

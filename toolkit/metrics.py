@@ -75,6 +75,9 @@ log = logging.getLogger(__name__)
 __all__ = [
     "GDT_CUTOFFS",
     "METRIC_COLUMNS",
+    "STRUCTURE_COLUMNS",
+    "sse_fractions",
+    "long_range_contact_agreement",
     "CaTrace",
     "tm_d0",
     "seed_lengths",
@@ -102,6 +105,12 @@ __all__ = [
 GDT_CUTOFFS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
 #: Columns of :func:`evaluate_pairs` that hold metrics (summarised by :func:`summarize`).
 METRIC_COLUMNS: tuple[str, ...] = ("rmsd", "tm", "gdt_ts", "gdt_ha", "lddt", "tm_align")
+#: ``ptk eval --structure-stats``: helix / strand / coil fractions of each side (biotite's
+#: Cα-based P-SEA) and the prediction's long-range (|i − j| ≥ 24) Cα-contact precision / recall.
+STRUCTURE_COLUMNS: tuple[str, ...] = (
+    "ref_helix", "ref_strand", "ref_coil", "pred_helix", "pred_strand", "pred_coil",
+    "lr_contact_precision", "lr_contact_recall",
+)  # fmt: skip
 
 _N_ITER = 20  # TMscore.f n_it
 _N_INIT_MAX = 6  # TMscore.f n_init_max
@@ -1017,12 +1026,61 @@ def pair_files(
     return rows
 
 
+def sse_fractions(trace: CaTrace) -> dict[str, float]:
+    """Helix, strand and coil fractions of a Cα trace by biotite's P-SEA
+    (:func:`biotite.structure.annotate_sse`, which needs Cα atoms only), over the residues it
+    assigns (NaN for a trace it assigns none of)."""
+    import biotite.structure as struc
+
+    atoms = struc.AtomArray(len(trace))
+    atoms.coord = trace.coords.astype(np.float32)
+    atoms.res_id = trace.resnum.astype(int)
+    atoms.ins_code = trace.icode.astype(str)
+    atoms.atom_name[:] = "CA"
+    atoms.element[:] = "C"
+    atoms.res_name[:] = "ALA"
+    atoms.chain_id[:] = "A"
+    labels = struc.annotate_sse(atoms)
+    assigned = np.isin(labels, ["a", "b", "c"])
+    n = int(assigned.sum())
+    if n == 0:
+        return {"helix": math.nan, "strand": math.nan, "coil": math.nan}
+    return {
+        name: float((labels == code).sum()) / n
+        for name, code in (("helix", "a"), ("strand", "b"), ("coil", "c"))
+    }
+
+
+def long_range_contact_agreement(
+    paired: PairedResidues, cutoff: float = 8.0, min_separation: int = 24
+) -> dict[str, float]:
+    """Precision and recall of the prediction's long-range Cα contacts (d < ``cutoff`` Å,
+    |i − j| ≥ ``min_separation`` in the reference's numbering order) against the reference's,
+    over the residues both hold (NaN: no predicted / no true long-range contact)."""
+    rows = np.flatnonzero(paired.mask)
+    index = np.arange(paired.mask.shape[0])[rows]  # reference rows come first, in file order
+    far = np.abs(index[:, None] - index[None, :]) >= min_separation
+    upper = np.triu(far, 1)
+
+    def contacts(xyz: np.ndarray) -> np.ndarray:
+        xyz = xyz[rows]
+        return (np.linalg.norm(xyz[:, None] - xyz[None], axis=-1) < cutoff) & upper
+
+    true, pred = contacts(paired.ref_xyz), contacts(paired.pred_xyz)
+    hits = float((true & pred).sum())
+    return {
+        "lr_contact_precision": hits / pred.sum() if pred.any() else math.nan,
+        "lr_contact_recall": hits / true.sum() if true.any() else math.nan,
+    }
+
+
 def evaluate_pairs(
     pred_paths: Sequence[str | os.PathLike[str] | None],
     ref_paths: Sequence[str | os.PathLike[str] | None],
     device: str | torch.device = "cpu",
     *,
     align: bool = False,
+    structure_stats: bool = False,
     names: Sequence[str] | None = None,
     problems: Sequence[str | None] | None = None,
 ):
@@ -1035,7 +1093,8 @@ def evaluate_pairs(
 
     Returns:
         pandas DataFrame, one row per pair in input order: ``name``, ``n_common``, ``ref_length``,
-        ``rmsd``, ``tm``, ``gdt_ts``, ``gdt_ha``, ``lddt`` (+ ``tm_align`` with ``align``), ``error``.
+        ``rmsd``, ``tm``, ``gdt_ts``, ``gdt_ha``, ``lddt`` (+ ``tm_align`` with ``align``, +
+        :data:`STRUCTURE_COLUMNS` with ``structure_stats``), ``error``.
     """
     import pandas as pd
 
@@ -1075,6 +1134,10 @@ def evaluate_pairs(
             continue
         batch.append((i, paired))
         traces[i] = (pred, ref)
+        if structure_stats:
+            for side, trace in (("ref", ref), ("pred", pred)):
+                row.update({f"{side}_{k}": v for k, v in sse_fractions(trace).items()})
+            row.update(long_range_contact_agreement(paired))
     if batch:
         m = max(item.mask.shape[0] for _, item in batch)
         pred_t = torch.full((len(batch), m, 3), math.nan, dtype=torch.float64)
@@ -1103,6 +1166,7 @@ def evaluate_pairs(
                 rows[i]["error"] = f"TM-align: {exc}"
     columns = ["name", "n_common", "ref_length", "rmsd", "tm", "gdt_ts", "gdt_ha", "lddt"]
     columns += ["tm_align"] if align else []
+    columns += list(STRUCTURE_COLUMNS) if structure_stats else []
     columns += ["error"]
     frame = pd.DataFrame(rows, columns=columns)
     frame["error"] = frame["error"].astype(object)
@@ -1113,7 +1177,7 @@ def summarize(frame) -> dict[str, dict[str, float]]:
     """Mean and median of each metric column over the rows without an error."""
     ok = frame[frame["error"].isna()] if "error" in frame else frame
     out = {}
-    for column in METRIC_COLUMNS:
+    for column in (*METRIC_COLUMNS, *STRUCTURE_COLUMNS):
         if column in ok:
             values = ok[column].astype(float)
             out[column] = {
