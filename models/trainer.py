@@ -214,6 +214,8 @@ class Trainer:
         self.patience_count = 0
         self.low_grad_streak = 0
         self.halt_low_total = 0
+        #: clip entry -> [sum, count] of its pre-clip gradient norm over this epoch's steps
+        self.grad_norms: dict[str, list[float]] = {}
         self.halted: str | None = None
         self.header: list[str] | None = None
         if resume:
@@ -405,6 +407,7 @@ class Trainer:
 
         cfg = self.cfg
         self.model.train()
+        self.grad_norms = {}
         params = [p for p in self.model.parameters() if p.requires_grad]
         acc: list[Tensor] | None = None
         n_good = 0
@@ -533,7 +536,10 @@ class Trainer:
                         f"{cfg.tripwire_module} grad norm < {cfg.halt_min_norm} for {cfg.halt_steps} steps"
                     )
                     log.error("hard halt: %s", self.halted)
-        clip_by_module(self.model, cfg.clip)
+        for key, norm in clip_by_module(self.model, cfg.clip).items():
+            total = self.grad_norms.setdefault(key, [0.0, 0])
+            total[0] += norm
+            total[1] += 1
         self.optimizer.step()
         self.scheduler.step()
         self.model.zero_grad(set_to_none=True)
@@ -652,6 +658,11 @@ class Trainer:
         row["ddim_tm"] = sampled.get("tm")
         row["ddim_rmsd"] = sampled.get("rmsd")
         row["ddim_gdt_ts"] = sampled.get("gdt_ts")
+        # the epoch's mean pre-clip gradient norm of each clip entry (the page's per-module norms)
+        for key in self.cfg.clip:
+            name = key if key != "*" else ("rest" if len(self.cfg.clip) > 1 else "all")
+            total, count = self.grad_norms.get(key, (0.0, 0))
+            row[f"grad_norm_{name}"] = total / count if count else None
         extras = (val or {}).get("extras", {})
         for name in getattr(self.task, "extra_columns", ()):
             row[name] = extras.get(name)

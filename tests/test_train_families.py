@@ -400,3 +400,19 @@ def test_minifold_validation_weights_do_not_depend_on_the_epoch(session_dir: Pat
     assert w_val_1 == w_val_8 > w_train_8 > w_train_1
     assert val_1 == pytest.approx(val_8, rel=1e-6)
     assert train_1 != pytest.approx(train_8, rel=1e-6)
+
+
+def test_per_module_gradient_norms_are_logged(session_dir: Path, shared_data: Path) -> None:
+    """metrics.csv holds each clip entry's mean pre-clip gradient norm over the epoch (the
+    page's per-module norms): v13 clips the denoiser, pair stack and aux stack apart, qFitLatent
+    clips everything together."""
+    for version, kind, names in (
+        ("v13", "cath", ("denoiser", "pair_stack", "aux_pair", "rest")),
+        ("qfitlatent", "qfit", ("all",)),
+    ):
+        rows = read_metrics(trained_run(session_dir, shared_data, version, kind))
+        columns = [c for c in rows[0] if c.startswith("grad_norm_")]
+        assert columns == [f"grad_norm_{n}" for n in names]
+        for row in rows:
+            for column in columns:
+                assert math.isfinite(float(row[column])) and float(row[column]) > 0
