@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-CELL_TIMEOUT_S = 600  # a hang guard, not a speed test (speed lives in benchmarks/)
+CELL_TIMEOUT_S = 1800  # a hang guard, not a speed test: notebook 02 trains v13 for 250 steps in one cell
 
 
 def _kernel_name() -> str:
