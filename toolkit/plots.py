@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,42 +130,50 @@ def _as_traces(value: Trace | Sequence[Trace]) -> list[tuple[np.ndarray, np.ndar
     return out
 
 
+def _per_chain(
+    traces: Trace | Sequence[Trace],
+    min_residues: int,
+    angles: Callable[[Tensor], tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``angles`` of every chain of ``traces`` with at least ``min_residues`` residues (masked
+    residues set to NaN, so they break the chain), concatenated."""
+    xs, ys = [], []
+    for coords, mask in _as_traces(traces):
+        if coords.shape[0] >= min_residues:
+            x, y = angles(torch.from_numpy(np.where(mask[:, None], coords, np.nan).astype(np.float64)))
+            xs.append(x)
+            ys.append(y)
+    if not xs:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _theta_tau(ca: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    theta, theta_ok = G.pseudo_bond_angles(ca)
+    tau, tau_ok = G.pseudo_torsions(ca)
+    ok = (theta_ok & tau_ok).numpy()
+    return _degrees(theta)[ok], _degrees(tau)[ok]
+
+
+def _tau_pairs(ca: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    tau, ok = G.pseudo_torsions(ca)
+    tau, ok = _degrees(tau), ok.numpy()
+    both = ok[:-1] & ok[1:]
+    return tau[:-1][both], tau[1:][both]
+
+
 def pseudo_ramachandran_angles(traces: Trace | Sequence[Trace]) -> tuple[np.ndarray, np.ndarray]:
     """Pseudo-bond angles θ and pseudo-torsions τ (degrees) of every residue of ``traces``
     where both are defined (:func:`ptk.geometry.pseudo_bond_angles`, ``pseudo_torsions``);
     masked residues break the chain."""
-    thetas, taus = [], []
-    for coords, mask in _as_traces(traces):
-        if coords.shape[0] < 4:
-            continue
-        ca = torch.from_numpy(np.where(mask[:, None], coords, np.nan).astype(np.float64))
-        theta, theta_ok = G.pseudo_bond_angles(ca)
-        tau, tau_ok = G.pseudo_torsions(ca)
-        ok = (theta_ok & tau_ok).numpy()
-        thetas.append(_degrees(theta)[ok])
-        taus.append(_degrees(tau)[ok])
-    if not thetas:
-        return np.zeros(0), np.zeros(0)
-    return np.concatenate(thetas), np.concatenate(taus)
+    return _per_chain(traces, 4, _theta_tau)
 
 
 def pseudo_torsion_pairs(traces: Trace | Sequence[Trace]) -> tuple[np.ndarray, np.ndarray]:
     """Consecutive Cα pseudo-torsions (τᵢ₋₁, τᵢ) in degrees, for every residue where both are
     defined (:func:`ptk.geometry.pseudo_torsions`; masked residues break the chain): the axes of
     the Mini-Fold page's pseudo-Ramachandran plots, where helices sit at (50°, 50°)."""
-    firsts, seconds = [], []
-    for coords, mask in _as_traces(traces):
-        if coords.shape[0] < 5:
-            continue
-        ca = torch.from_numpy(np.where(mask[:, None], coords, np.nan).astype(np.float64))
-        tau, ok = G.pseudo_torsions(ca)
-        tau, ok = _degrees(tau), ok.numpy()
-        both = ok[:-1] & ok[1:]
-        firsts.append(tau[:-1][both])
-        seconds.append(tau[1:][both])
-    if not firsts:
-        return np.zeros(0), np.zeros(0)
-    return np.concatenate(firsts), np.concatenate(seconds)
+    return _per_chain(traces, 5, _tau_pairs)
 
 
 #: the pseudo-Ramachandran axes: consecutive pseudo-torsions (τᵢ₋₁, τᵢ), the Mini-Fold page's
