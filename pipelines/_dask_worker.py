@@ -16,7 +16,9 @@ import logging
 import signal
 from typing import Any
 
-signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # drops a Ctrl-C held pending meanwhile
+# the fork server starts with SIGINT blocked (see ptk.pipelines.ingest.local_cluster): ignored now
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def dask_setup(worker: Any) -> None:  # noqa: ARG001 - Dask's preload hook signature

@@ -573,14 +573,16 @@ def local_cluster(n_workers: int, log_level: int = logging.WARNING) -> Any:
             import multiprocessing.forkserver
 
             context.set_forkserver_preload(list(WORKER_PRELOAD))
-            # Started here with SIGINT ignored, a disposition that survives exec: the server, and
-            # every worker it forks, ignore Ctrl-C from their first instruction (the driver
-            # handles it). Otherwise one pressed while the server imports its preloads kills it.
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # Started here with SIGINT blocked, a mask that survives fork and exec: the server
+            # holds Ctrl-C pending from its first instruction until its first preload ignores it
+            # and unblocks it (the driver handles it; one pressed while the server imports its
+            # preloads would otherwise kill it). Only this thread's mask changes, never the
+            # process's disposition, so the driver still sees a Ctrl-C pressed meanwhile.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             try:
                 multiprocessing.forkserver.ensure_running()
             finally:
-                signal.signal(signal.SIGINT, previous)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         return LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,

@@ -241,6 +241,34 @@ def test_a_task_that_dies_is_retried_file_by_file(
     assert not list(out.glob(".*.tmp"))
 
 
+def test_ctrl_c_the_instant_the_fork_server_starts_is_not_lost(tmp_path: Path, shared_data: Path) -> None:
+    """The fork server is started with Ctrl-C held off (so that it cannot die importing its
+    preloads); one pressed at that instant still reaches the driver: status 130, not a run that
+    carries on as if no key had been pressed (what CI once saw when the driver ignored SIGINT
+    for that moment)."""
+    inputs = sorted(map(str, (shared_data / "cath" / "dompdb").iterdir()))[:4]
+    script = (
+        "import os, signal, sys\n"
+        "import multiprocessing.forkserver as fs\n"
+        "start = fs.ensure_running\n"
+        "def pressed():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the fork server starts\n"
+        "    start()\n"
+        "fs.ensure_running = pressed\n"
+        "from ptk.pipelines.cli import main\n"
+        "sys.argv = ['ptk', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    out = tmp_path / "shards"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "ingest", "cath", *inputs, "--out", str(out), "--workers", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1] == "ptk: aborted"
+    assert not list(out.glob("part-*.parquet"))
+
+
 @pytest.mark.parametrize("when", ["while the cluster starts", "mid-run"])
 def test_ctrl_c_on_the_default_cluster_is_one_line_and_resumes(
     when: str, tmp_path: Path, shared_data: Path
