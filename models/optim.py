@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ptk.errors import ConfigError, unknown_choice
+from ptk.files import atomic_writer
 
 __all__ = [
     "SCHEDULES",
@@ -495,21 +496,8 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     ``.tmp`` file, which :func:`load_checkpoint` never reads."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with atomic_writer(path, "wb") as handle:
+        torch.save(obj, handle)
     return path
 
 

@@ -34,6 +34,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ptk.files import atomic_writer
 from ptk.models.optim import (
     EMA,
     TrainConfig,
@@ -307,10 +308,8 @@ class Trainer:
             return
         keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= last_epoch]
         if len(keep) != len(rows):
-            tmp = self.metrics_path.with_suffix(".csv.tmp")
-            with open(tmp, "w", newline="") as handle:
+            with atomic_writer(self.metrics_path, "w", newline="") as handle:
                 csv.writer(handle).writerows(keep)
-            os.replace(tmp, self.metrics_path)
 
     def save(self, best: bool) -> None:
         rng = capture_rng()

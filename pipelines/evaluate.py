@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from ptk.errors import PtkError
+from ptk.files import atomic_writer
 
 __all__ = ["eval_command", "plot"]
 
@@ -117,12 +118,12 @@ def eval_command(
         names=names,
         problems=problems,
     )
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
     if suffix == ".csv":
-        frame.to_csv(tmp, index=False)
+        with atomic_writer(out_path, "w", newline="", encoding="utf-8") as fh:
+            frame.to_csv(fh, index=False)
     else:
-        frame.to_parquet(tmp, index=False)
-    tmp.replace(out_path)
+        with atomic_writer(out_path, "wb") as fh:
+            frame.to_parquet(fh, index=False)
     failed = int(frame["error"].notna().sum())
     click.echo(f"{len(frame) - failed} of {len(frame)} pairs scored -> {out_path}")
     summary = summarize(frame)

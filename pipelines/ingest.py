@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -67,6 +66,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from ptk.files import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -145,16 +146,14 @@ def discover(inputs: Sequence[str | os.PathLike[str]], kind: str, exclude: Path 
 
 
 def _sha256(path: Path) -> str | None:
-    h = hashlib.sha256()
+    """The file's checksum; None for what is not a readable regular file (a FIFO or device,
+    whose read may never return; an unreadable file, which the worker's read rejects)."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
-            return None  # a FIFO or device: opening or reading it may never return
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+            return None
+        return sha256_file(path)
     except OSError:
-        return None  # unreadable: the worker's read turns it into a reject
-    return h.hexdigest()
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -899,7 +898,7 @@ class _Writer:
         self._unsaved_rows = 0
         table = self.shards.rejects_to_table(self.rejects)
         buf = _parquet_bytes(table)
-        self.shards.atomic_write_bytes(self.out / self.shards.REJECTS_NAME, buf)
+        atomic_write(self.out / self.shards.REJECTS_NAME, buf)
         manifest = {
             "kind": self.kind,
             "schema_version": self.shards.SCHEMA_VERSION,
@@ -916,9 +915,7 @@ class _Writer:
             "inputs": self.inputs,
             "skipped": self.skipped,
         }
-        self.shards.atomic_write_bytes(
-            self.out / self.shards.MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode()
-        )
+        atomic_write(self.out / self.shards.MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
 
     def totals(self) -> dict[str, int]:
         done = self.inputs[: self.cursor]

@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from ptk.errors import ConfigError, PtkError
+from ptk.files import atomic_write
 
 __all__ = ["train", "run_training", "resolve_device", "parse_overrides", "split_indices"]
 
@@ -282,9 +283,7 @@ def run_training(
         config["created"], config["resumed_at"] = now, []
     handler, filters = None, []
     if info.main:
-        tmp = config_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
-        os.replace(tmp, config_path)
+        atomic_write(config_path, json.dumps(config, indent=2, sort_keys=False) + "\n")
         handler, filters = _log_to_file(run_dir / "train.log")
     try:
         log.info(

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import hashlib
 import http.client
 import logging
 import os
@@ -51,6 +50,7 @@ from typing import Final, Literal
 
 from ptk import __version__
 from ptk.errors import ConfigError, FetchError, unknown_choice
+from ptk.files import atomic_write, atomic_writer, sha256_file
 
 __all__ = [
     "DatasetManifest",
@@ -509,14 +509,6 @@ class _Unreachable(_Permanent):
 _UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN})
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     value = headers.get("Retry-After") if headers is not None else None
     try:
@@ -580,9 +572,7 @@ class _Ledger:
         """Rewrite with one line per file that still exists (atomically)."""
         with self.lock:
             lines = [f"{d}  {rel}\n" for rel, d in sorted(self.sums.items()) if (dest / rel).is_file()]
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(lines), encoding="utf-8")
-            os.replace(tmp, self.path)
+            atomic_write(self.path, "".join(lines))
 
 
 class _DestLock:
@@ -663,7 +653,7 @@ class _Fetcher:
         part = self.partial / (rf.path + ".part")
         if final.is_file():
             known = rf.sha256 or self.ledger.get(rf.path)
-            actual = _sha256_file(final) if known else None
+            actual = sha256_file(final) if known else None
             if known and actual == known:
                 if self.ledger.get(rf.path) != actual:
                     self.ledger.record(rf.path, actual)
@@ -766,7 +756,7 @@ class _Fetcher:
         size = part.stat().st_size
         if expected_size is not None and size != expected_size:
             raise _Retryable(f"connection closed after {size:,} of {expected_size:,} bytes")
-        digest = _sha256_file(part)
+        digest = sha256_file(part)
         if rf.sha256 and digest != rf.sha256:
             part.unlink(missing_ok=True)
             raise _Retryable(
@@ -890,15 +880,13 @@ def _untried(report: FetchReport, futures: Mapping, reason: str, mirror: str | N
 
 
 def _write_failures(path: Path, failures: Sequence[Failure]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_writer(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
         writer.writerow(["id", "url", "path", "reason", "attempts"])
         for f in failures:
             writer.writerow(
                 [f.key, f.url, f.path, f.reason.replace("\t", " ").replace("\n", " "), f.attempts]
             )
-    os.replace(tmp, path)
 
 
 def fetch_dataset(
@@ -945,7 +933,7 @@ def fetch_dataset(
                 ids_file = dest / id_list.path
             else:
                 ids_file = id_list.file
-                if id_list.sha256 and ids_file is not None and _sha256_file(ids_file) != id_list.sha256:
+                if id_list.sha256 and ids_file is not None and sha256_file(ids_file) != id_list.sha256:
                     raise ConfigError(f"{ids_file}: the shipped ID list {list_name!r} does not match "
                                       f"the sha256 in {manifest.source}")  # fmt: skip
         raw = read_ids(ids_file or "")

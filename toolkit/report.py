@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from ptk.errors import PtkError
+from ptk.files import atomic_write
 
 __all__ = [
     "Run",
@@ -1094,9 +1095,7 @@ def build_report(
         runs_dir=_e(str(runs_dir)),
     )
     path = out / "index.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, text)
     return Report(html=path, out_dir=out, run=run, figures=list(page.figures), missing=list(page.missing))
 
 

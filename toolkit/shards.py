@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ptk.errors import ShardError, unknown_choice
+from ptk.files import commit_temporary, temporary_beside
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -53,7 +52,6 @@ __all__ = [
     "rows_to_table",
     "rejects_to_table",
     "part_name",
-    "atomic_write_bytes",
     "write_parquet_atomic",
     "PartWriter",
     "parquet_writer",
@@ -308,22 +306,6 @@ def part_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
-def atomic_write_bytes(path: str | PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync, ``os.replace``:
-    a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _string_column_paths(schema: pa.Schema) -> list[str]:
     """Parquet paths of the string leaves of ``schema`` (``id``, ``icode.list.element``, …)."""
     paths = []
@@ -372,8 +354,7 @@ class PartWriter:
     ) -> None:
         self.path = Path(path)
         self.row_group_size = row_group_size
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
+        self._tmp = temporary_beside(self.path)
         self._writer: pq.ParquetWriter | None = parquet_writer(self._tmp, schema)
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
@@ -398,9 +379,7 @@ class PartWriter:
                 self._writer.write_table(pa.concat_tables(self._pending), row_group_size=self.row_group_size)
             self._writer.close()
             self._writer = None
-            with open(self._tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(self._tmp, self.path)
+            commit_temporary(self._tmp, self.path)
         except BaseException:
             self.abort()
             raise
