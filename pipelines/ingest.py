@@ -39,10 +39,11 @@ inputs, schedules that function, and writes and accounts in input order:
 
 Input discovery: files given explicitly are always read (whatever their name; a file that is
 not a structure becomes a reject). Folders are searched recursively, skipping hidden entries
-and the output folder, for ``.pdb .ent .cif .mmcif`` (and ``.gz`` of each), CATH ``dompdb``
-files (no extension, named like ``1c0pA01``) and, for ``cath``, ``.json``/``.jsonl`` backbone
-sets; other files in a folder are listed as ``skipped`` in the manifest. A path that does not
-exist, or inputs with no structure file at all, are usage errors (exit 2, nothing written).
+and the output folder, for ``.pdb .ent .cif .mmcif .pdbx`` and the ``.gz`` of each
+(:data:`ptk.structure.STRUCTURE_SUFFIXES`), CATH ``dompdb`` files (no extension, named like
+``1c0pA01``) and, for ``cath``, ``.json``/``.jsonl`` backbone sets; other files in a folder
+are listed as ``skipped`` in the manifest. A path that does not exist, or inputs with no
+structure file at all, are usage errors (exit 2, nothing written).
 """
 
 from __future__ import annotations
@@ -71,7 +72,6 @@ from ptk.files import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 
-_STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz", ".mmcif.gz")
 _JSON_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 _DOMPDB_NAME = re.compile(r"^\d[A-Za-z0-9]{3}[A-Za-z0-9]\d{2}$")
 DEFAULT_SHARD_ROWS = 1000
@@ -91,8 +91,10 @@ class Inputs:
 
 
 def _wanted(path: Path, kind: str) -> bool:
+    from ptk.structure import has_structure_suffix
+
     name = path.name.lower()
-    if name.endswith(_STRUCTURE_SUFFIXES):
+    if has_structure_suffix(path):
         return True
     if kind == "cath" and name.endswith(_JSON_SUFFIXES):
         return True

@@ -175,3 +175,15 @@ def test_ligand_only_file_has_no_protein(shared_data: Path, tmp_path: Path) -> N
     path.write_text("\n".join(ligand) + "\nEND\n")
     with pytest.raises(StructureError, match="no protein chain"):
         read_chains(path)
+
+
+def test_what_counts_as_a_structure_file_name() -> None:
+    """One definition (ptk.structure) for ingest's discovery and eval's pairing: PDB and mmCIF
+    extensions in any case, each with or without .gz; nothing else."""
+    from ptk.structure import has_structure_suffix, structure_name
+
+    for name in ("a.pdb", "a.ENT", "a.cif", "a.mmcif", "a.pdbx", "a.pdb.gz", "A.CIF.GZ", "d/1abc.mmcif.gz"):
+        assert has_structure_suffix(name), name
+    for name in ("a.json", "a.gz", "a.pdb.bak", "1a04A02", "a.txt", "pdb"):
+        assert not has_structure_suffix(name), name
+    assert structure_name("x.pdbx.gz") == "x" and structure_name(".pdb") == ".pdb"

@@ -69,6 +69,7 @@ from torch import Tensor
 
 from ptk import geometry as G
 from ptk.errors import PtkError, StructureError
+from ptk.structure import structure_name
 
 log = logging.getLogger(__name__)
 
@@ -891,22 +892,6 @@ def tm_align(
 
 # ---------------------------------------------------------------------------------------------
 # files → pairs → table
-
-_STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdbx")
-
-
-def structure_name(path: str | os.PathLike[str]) -> str:
-    """The name files are paired by: the file name without ``.gz`` and without a structure
-    extension (``x.pdb.gz`` → ``x``; ``1a04A02_noise0.5.pdb`` → ``1a04A02_noise0.5``; a CATH
-    ``dompdb`` file without extension keeps its name)."""
-    name = Path(path).name
-    if name.lower().endswith(".gz"):
-        name = name[:-3]
-    lower = name.lower()
-    for suffix in _STRUCTURE_SUFFIXES:
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,14 @@ __all__ = [
     "read_chains",
     "read_file_bytes",
     "check_regular_file",
+    "STRUCTURE_SUFFIXES",
+    "has_structure_suffix",
+    "structure_name",
 ]
+
+#: File extensions of structure files (PDB and mmCIF), any case, each also with ``.gz``. Files
+#: without one are structures too when named like a CATH ``dompdb`` domain (the ingest decides).
+STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdbx")
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _PDB_RECORD = re.compile(rb"^(ATOM  |HETATM)", re.MULTILINE)
@@ -502,6 +509,27 @@ def _conformers(per_residue_labels: list[list[str]], atoms: _AtomTable) -> Confo
             mask[r, k, s] = True
             named[r, k, s] = flag
     return Conformers(labels, positions, mask, occupancy, named)
+
+
+def _without_gz(name: str) -> str:
+    return name[:-3] if name.lower().endswith(".gz") else name
+
+
+def has_structure_suffix(path: str | PathLike[str]) -> bool:
+    """The file name ends in one of :data:`STRUCTURE_SUFFIXES`, optionally followed by ``.gz``."""
+    return _without_gz(Path(path).name).lower().endswith(STRUCTURE_SUFFIXES)
+
+
+def structure_name(path: str | PathLike[str]) -> str:
+    """The file name without ``.gz`` and without a structure extension (``x.pdb.gz`` → ``x``;
+    ``1a04A02_noise0.5.pdb`` → ``1a04A02_noise0.5``; a CATH ``dompdb`` file without extension
+    keeps its name): what ``ptk eval`` pairs predictions and references by."""
+    name = _without_gz(Path(path).name)
+    lower = name.lower()
+    for suffix in STRUCTURE_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def read_structure(path: str | PathLike[str]) -> tuple[gemmi.Structure, str]:
