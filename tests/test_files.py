@@ -56,3 +56,21 @@ def test_sha256_file_reads_in_chunks_and_agrees_with_one_read(tmp_path: Path, sh
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
     assert sha256_file(empty) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_results_have_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
+    """A report page or checkpoint written for others to read is not made owner-only by the
+    temporary file it went through (what ``tempfile.mkstemp`` would do)."""
+    import os
+
+    plain = tmp_path / "plain.html"
+    plain.write_text("x")
+    atomic_write(tmp_path / "index.html", "x")
+    mode = (tmp_path / "index.html").stat().st_mode & 0o777
+    assert mode == plain.stat().st_mode & 0o777
+    old = os.umask(0o022)
+    try:
+        atomic_write(tmp_path / "shared.html", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.html").stat().st_mode & 0o777 == 0o644

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
@@ -27,11 +27,16 @@ CHUNK_BYTES = 1 << 20
 
 def temporary_beside(path: str | PathLike[str]) -> Path:
     """A new empty hidden file ``.NAME.XXXXXXXX.tmp`` in the folder of ``path`` (same file
-    system, so the final rename is atomic)."""
+    system, so the final rename is atomic), with the permissions a plain ``open`` gives under
+    the process's umask (``tempfile.mkstemp`` would make every result owner-only)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
 
 
 def commit_temporary(tmp: str | PathLike[str], path: str | PathLike[str]) -> None:
