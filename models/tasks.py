@@ -420,13 +420,22 @@ def _ema_state(path: Path) -> dict[str, Tensor]:
     return state["ema"]["module"] if "ema" in state else state.get("model", state)
 
 
-def load_partial(model: nn.Module, state: Mapping[str, Tensor]) -> str:
+def load_partial(model: nn.Module, state: Mapping[str, Tensor], fresh: Sequence[str] = ()) -> str:
     """``load_state_dict(strict=False)`` that also skips tensors whose shape changed (a new
-    architecture block of the same name trains from scratch). Returns a one-line account."""
+    architecture block of the same name trains from scratch) and those of the modules named in
+    ``fresh`` (``"pair_stack"``: every ``pair_stack.*`` tensor). Returns a one-line account."""
     own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    unknown = [m for m in fresh if not any(k == m or k.startswith(m + ".") for k in own)]
+    if unknown:
+        raise ConfigError(f"init_fresh names {unknown}, which the model does not have")
+    usable = {
+        k: v
+        for k, v in state.items()
+        if k in own and own[k].shape == v.shape and not any(k == m or k.startswith(m + ".") for m in fresh)
+    }
     model.load_state_dict(usable, strict=False)
-    return f"warm start: {len(usable)}/{len(own)} tensors loaded, {len(own) - len(usable)} from scratch"
+    kept = f" ({', '.join(fresh)} by the version)" if fresh else ""
+    return f"warm start: {len(usable)}/{len(own)} tensors loaded, {len(own) - len(usable)} from scratch{kept}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,6 +454,7 @@ class MiniFoldTask(Task):
         self.parent = self._version.parent
         self.changes = tuple(self._version.changes)
         self.init_from = self._version.init_from
+        self.init_fresh = self._version.init_fresh
         self.encoder_from = self._version.encoder_from
         classifier = self._version.family in ("contact-classifier", "classifier")
         self.family = "contact-classifier" if classifier else "minifold"
@@ -475,7 +485,7 @@ class MiniFoldTask(Task):
         notes = []
         init = _resolve_checkpoint(self.train.init_checkpoint, run_dir, self.init_from)
         if init is not None:
-            notes.append(load_partial(model, _ema_state(init)) + f" from {init}")
+            notes.append(load_partial(model, _ema_state(init), self.init_fresh) + f" from {init}")
         elif self.init_from:
             notes.append(
                 f"init_from {self.init_from}: no run at {run_dir.parent / self.init_from}; from scratch"

@@ -712,3 +712,28 @@ def test_bf16_autocast_step_of_default_v13_on_a_real_125_residue_batch(dompdb):
     assert torch.isfinite(loss) and all(torch.isfinite(v) for v in terms.values()), terms
     for n, p in model.named_parameters():
         assert p.grad is None or torch.isfinite(p.grad).all(), n
+
+
+def test_v13_warm_start_keeps_the_pair_stack_from_scratch() -> None:
+    """The page: v13's denoiser, aux pair stack and R_g head initialise from v12b; "the pair
+    stack trains from scratch". v12b's four pair blocks fit v13's blocks 0-3 tensor for tensor,
+    so a plain strict=False load would take them; v13's ``init_fresh`` keeps them fresh."""
+    from ptk.models.minifold import load_version
+    from ptk.models.tasks import get_task, load_partial
+
+    assert load_version("v13").init_fresh == ("pair_stack",)
+    assert load_version("v14").init_fresh == ()  # v14 starts from all of v13 (its head aside)
+    torch.manual_seed(0)
+    v12b = get_task("v12b", "tiny").build_model().state_dict()
+    model = get_task("v13", "tiny").build_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fits = [k for k, v in v12b.items() if k in before and before[k].shape == v.shape]
+    assert any(k.startswith("pair_stack.") for k in fits)  # what the page's "from scratch" excludes
+    line = load_partial(model, v12b, get_task("v13", "tiny").init_fresh)
+    after = model.state_dict()
+    for k in before:
+        loaded = k in fits and not k.startswith("pair_stack.")
+        assert torch.equal(after[k], v12b[k] if loaded else before[k]), k
+    assert "(pair_stack by the version)" in line
+    with pytest.raises(ConfigError, match="init_fresh names"):
+        load_partial(model, v12b, ("pairstack",))

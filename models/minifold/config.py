@@ -371,6 +371,8 @@ class VersionConfig:
         changes: what changed relative to the parent, in words (from the TOML).
         size: ``"default"`` (the page's sizes), ``"small"`` (CPU minutes) or ``"tiny"`` (CPU tests).
         init_from: version whose (EMA) weights initialise this one, loaded with strict=False.
+        init_fresh: top-level modules (``pair_stack``) that train from scratch even where
+            ``init_from``'s tensors fit them.
         encoder_from: version whose trained encoder is frozen inside a denoiser.
         model: :class:`MiniFoldConfig` or :class:`ClassifierConfig`.
         loss: :class:`MiniFoldLossConfig` or :class:`ClassifierLossConfig`.
@@ -390,6 +392,7 @@ class VersionConfig:
     model: MiniFoldConfig | ClassifierConfig
     loss: MiniFoldLossConfig | ClassifierLossConfig
     train: Mapping[str, Any]
+    init_fresh: tuple[str, ...] = ()
 
     def train_config(self) -> Any:
         """The typed :class:`ptk.models.optim.TrainConfig` of this version's recipe."""
@@ -407,6 +410,7 @@ class VersionConfig:
             "changes": list(self.changes),
             "size": self.size,
             "init_from": self.init_from,
+            "init_fresh": list(self.init_fresh),
             "encoder_from": self.encoder_from,
             "model": dataclass_to_dict(self.model),
             "loss": dataclass_to_dict(self.loss),
@@ -417,7 +421,7 @@ class VersionConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> VersionConfig:
         """Rebuild a config saved by :meth:`to_dict` (strict: unknown keys raise)."""
         allowed = ("version", "family", "parent", "description", "changes", "size", "init_from",
-                   "encoder_from", "model", "loss", "train")  # fmt: skip
+                   "init_fresh", "encoder_from", "model", "loss", "train")  # fmt: skip
         for key in data:
             if key not in allowed:
                 raise unknown_choice("version config key", key, allowed)
@@ -440,6 +444,7 @@ class VersionConfig:
             changes=tuple(data.get("changes", ())),
             size=str(data.get("size", "default")),
             init_from=data.get("init_from"),
+            init_fresh=tuple(data.get("init_fresh", ())),
             encoder_from=data.get("encoder_from"),
             model=build_dataclass(model_cls, data.get("model", {}), "model"),
             loss=build_dataclass(loss_cls, data.get("loss", {}), "loss"),

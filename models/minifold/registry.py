@@ -9,6 +9,7 @@ inherited. Layout of ``versions/<name>.toml``::
     description = "one line"
     changes = ["what changed relative to the parent, in words", ...]
     init_from = "v12b"        # weights that initialise it (strict=False), optional
+    init_fresh = ["pair_stack"]  # modules that train from scratch all the same, optional
     encoder_from = "contact-classifier"
 
     [model.<block>]           # MiniFoldConfig / ClassifierConfig fields, merged key by key
@@ -44,7 +45,7 @@ __all__ = ["SIZES", "list_versions", "load_version", "version_chain", "changed_k
 SIZES: tuple[str, ...] = ("default", "small", "tiny")
 _SIZE_TABLES = SIZES[1:]
 _TOP_KEYS = ("version", "model", "loss", "train", *_SIZE_TABLES)
-_META_KEYS = ("parent", "family", "description", "changes", "init_from", "encoder_from")
+_META_KEYS = ("parent", "family", "description", "changes", "init_from", "init_fresh", "encoder_from")
 _SIZE_KEYS = ("model", "loss", "train")
 
 
@@ -158,7 +159,7 @@ def changed_keys(name: str) -> list[str]:
         return []
     mine = _flatten(load_version(name).to_dict())
     theirs = _flatten(load_version(parent).to_dict())
-    skip = {"version", "parent", "description", "changes", "init_from"}
+    skip = {"version", "parent", "description", "changes", "init_from", "init_fresh"}
     out = []
     for key in sorted(set(mine) | set(theirs)):
         if key in skip:
@@ -199,6 +200,7 @@ def load_version(name: str, size: str = "default") -> VersionConfig:
         "changes": list(meta.get("changes", [])),
         "size": size,
         "init_from": meta.get("init_from"),
+        "init_fresh": list(meta.get("init_fresh", [])),
         "encoder_from": _inherited_meta(name, "encoder_from"),
         **tree,
     }
