@@ -4,7 +4,7 @@ checkpoints that ``resume`` continues exactly.
 
 What a model family must provide is a :class:`ptk.models.tasks.Task` (loss, optional extras,
 optional sampler); this module never looks inside a model. The run-folder layout it writes is
-the contract in ``.notes/RUN_FOLDER.md`` (config.json is written by the pipeline, the rest here).
+the contract in ``docs/run-folder.md`` (config.json is written by the pipeline, the rest here).
 
 Data parallelism: under ``torchrun`` (``WORLD_SIZE > 1``) every rank reads its shard of the data
 through a ``DistributedSampler`` and the accumulated gradients are averaged with one bucketed
@@ -53,7 +53,7 @@ __all__ = ["DistInfo", "Trainer", "setup_distributed", "to_device", "METRIC_TAIL
 
 log = logging.getLogger("ptk.train")
 
-#: Columns after the loss terms, fixed for every family (RUN_FOLDER.md).
+#: Columns after the loss terms, fixed for every family (``docs/run-folder.md``).
 METRIC_TAIL: tuple[str, ...] = (
     "train_loss",
     "val_loss",

@@ -1,7 +1,7 @@
 """``ptk train``: resolve a version's config, split the shards, set up the run folder and hand
 over to the training engine (:class:`ptk.models.trainer.Trainer`).
 
-Run folder layout: ``.notes/RUN_FOLDER.md`` (config.json, metrics.csv, checkpoints/, samples/,
+Run folder layout: ``docs/run-folder.md`` (config.json, metrics.csv, checkpoints/, samples/,
 train.log). Validation data: ``--val-data`` when given; else the shards' ``split`` column when it
 names both ``train`` and ``validation`` rows; else a deterministic hash split of the ids
 (``val_fraction`` of them, at least one).

@@ -36,7 +36,7 @@ DENOISERS = VERSIONS[1:]
 
 
 def cath_batch(paths: list[Path], max_length: int | None = None) -> dict[str, torch.Tensor]:
-    """A ``collate_cath``-shaped batch (CONTRACTS.md) of real CATH domains, first ``max_length``
+    """A ``collate_cath``-shaped batch of real CATH domains, first ``max_length``
     residues of each. CATH labels are arbitrary valid codes, the last one unknown (−1)."""
     items = []
     for path in paths:

@@ -3,7 +3,7 @@
 The shards are ingested once per session with the real ``ptk ingest`` command from
 ``../shared/data``: six small CATH domains (27–68 residues; training crops them to 32) and three
 qFit multiconformer models. For each family the tests show that two epochs write the metrics rows
-and run folder of ``.notes/RUN_FOLDER.md``, and that the loss of a fixed small batch goes down when
+and run folder of ``docs/run-folder.md``, and that the loss of a fixed small batch goes down when
 the model overfits it (the model can learn); one Mini-Fold run is interrupted and resumed and must
 give the uninterrupted run's metrics.
 """

@@ -1,7 +1,7 @@
 """The static HTML training report of a model version (``ptk report``).
 
 :func:`build_report` writes ``OUT/index.html`` plus ``OUT/figures/*.png`` for the run of one
-version found under a runs folder (``.notes/RUN_FOLDER.md``: ``config.json``, ``metrics.csv``,
+version found under a runs folder (``docs/run-folder.md``: ``config.json``, ``metrics.csv``,
 ``samples/<name>/``). The page needs no network and no script: plain HTML, inline CSS and PNG
 files next to it. Sections:
 

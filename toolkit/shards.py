@@ -19,7 +19,7 @@ Coordinates are fixed-size lists of float32 (NaN where missing); codes are int8/
 Readers (:class:`CathDataset`, :class:`QfitDataset`) are torch Datasets that decode one Parquet
 row group at a time straight from Arrow buffers (no pandas), crop to ``max_length`` and return
 one chain's tensors; :func:`collate_cath` / :func:`collate_qfit` pad a batch and add masks
-(the batch layout is ``.notes/CONTRACTS.md``).
+(the batch layout is :func:`collate_cath`'s). The folder's contract: ``docs/shard-folder.md``.
 """
 
 from __future__ import annotations
@@ -829,7 +829,7 @@ _RESIDUE_KEYS_COMMON = (
 
 
 def collate_cath(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Pad a list of :class:`CathDataset` items to the longest chain (CONTRACTS.md layout).
+    """Pad a list of :class:`CathDataset` items to the longest chain.
 
     Padding is 0/False; ``residue_mask`` marks real residues; ``contacts`` is ``[b, n, n]``.
     """

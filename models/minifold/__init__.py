@@ -2,7 +2,8 @@
 
 A version is a config (``versions/<name>.toml``), not a copy of the code:
 :func:`load_version` resolves it, :func:`build_model` builds it, :func:`training_step_loss`
-scores a ``collate_cath`` batch, :func:`sample` runs DDIM. See ``.notes/MINIFOLD_API.md``.
+scores a ``collate_cath`` batch, :func:`sample` runs DDIM. ``ptk versions`` lists
+the versions and where their defaults differ from the page; ``docs/learning.md`` what they learn.
 """
 
 from ptk.models.minifold.config import ClassifierConfig, MiniFoldConfig, VersionConfig
