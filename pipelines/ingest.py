@@ -777,12 +777,19 @@ class _Writer:
                 ids.column("id").to_pylist(), ids.column("source").to_pylist(), strict=True
             ):
                 self.seen.setdefault(row_id, source)
-        done_paths = {rec["path"] for rec in self.inputs[:resume_at]}
+        # rejects name an input as the earlier run typed it: compare by absolute path (a rerun
+        # from another folder types the same files differently)
+        typed_abspath = {i["path"]: i["abspath"] for i in old_inputs}
+        done = {rec["abspath"] for rec in self.inputs[:resume_at]}
         old_rejects = self.shards.read_rejects(self.out).to_pylist()
-        self.rejects = [rej for rej in old_rejects if rej["input"] in done_paths]
+        self.rejects = [rej for rej in old_rejects if typed_abspath.get(rej["input"], rej["input"]) in done]
         for rec, old in zip(self.inputs[:resume_at], old_inputs[:resume_at], strict=True):
             rec["rows"], rec["rejects"] = old.get("rows"), old.get("rejects")
         self.created = manifest.get("created", self.created)
+        if n_kept < len(parts) or resume_at < len(self.inputs):
+            # before any new part takes the name of a dropped one: a run stopped from here on
+            # leaves a manifest of the kept parts only, not the old one beside new rows
+            self._write_state(complete=False)
         return resume_at, changed
 
     # -- consuming results ----------------------------------------------------------------

@@ -548,3 +548,52 @@ def test_large_jsonl_is_split_into_tasks_and_resumes_mid_file(
     assert len(shards.read_manifest(killed)["parts"]) == 2
     summary = pipeline.run_ingest("cath", [jsonl], killed, scheduler="synchronous", shard_rows=5)
     assert summary.kept_parts == 0 and _snapshot(killed) == _snapshot(whole)
+
+
+def test_a_resume_stopped_after_an_input_changed_never_lists_old_parts_beside_new_rows(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """An input changed since the dataset was written: the resume drops the parts from it on and
+    says so in the manifest before it writes any part, so a run stopped at its first new part
+    leaves an incomplete manifest of the kept parts (not the old complete one, whose checksums no
+    longer describe the part files); the next run finishes the dataset a fresh run would write."""
+    from ptk.pipelines import ingest as pipeline
+
+    inputs = _copy_inputs(shared_data, tmp_path / "in")
+    out = tmp_path / "out"
+    args = ("cath", inputs, "--scheduler", "synchronous", "--shard-rows", "3")
+    assert ingest(*args, "--out", out).exit_code == 0
+    changed = sorted(inputs.iterdir())[7]
+    changed.write_text(changed.read_text().replace("ATOM  ", "ATOM  ", 1) + "REMARK 999 edited\n")
+    _kill_at_commit(
+        1, lambda: pipeline.run_ingest("cath", [inputs], out, scheduler="synchronous", shard_rows=3)
+    )
+    manifest = shards.read_manifest(out)
+    assert not manifest["complete"]
+    assert all(p["complete_through"] <= 7 for p in manifest["parts"])
+    assert len(shards.CathDataset(out)) == sum(p["rows"] for p in manifest["parts"])
+    assert ingest(*args, "--out", out).exit_code == 0
+    fresh = tmp_path / "fresh"
+    assert ingest(*args, "--out", fresh).exit_code == 0
+    assert _snapshot(out, drop=("source",)) == _snapshot(fresh, drop=("source",))
+
+
+def test_a_rerun_from_another_folder_keeps_the_rejects(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inputs are matched by absolute path; the rejects of kept inputs are kept too, whatever
+    folder the command is typed in (here the rerun also has a new input to add)."""
+    inputs = _copy_inputs(shared_data, tmp_path / "in")
+    (inputs / "broken.pdb").write_text("ATOM      1  N   ALA A   1      1.0\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert ingest("cath", "in", "--out", "out", "--scheduler", "synchronous").exit_code == 0
+    before = shards.read_rejects(tmp_path / "out").to_pylist()
+    assert [r["input"] for r in before] == [str(Path("in") / "broken.pdb")]
+    shutil.copy(sorted((shared_data / "cath" / "dompdb").iterdir())[12], inputs / "zz_new.pdb")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = ingest("cath", "../in", "--out", "../out", "--scheduler", "synchronous")
+    assert again.exit_code == 0, again.stderr
+    assert shards.read_rejects(tmp_path / "out").to_pylist() == before
+    assert shards.read_manifest(tmp_path / "out")["totals"]["rejects"] == 1
+    assert "; 1 rejected" in again.stdout + again.stderr
