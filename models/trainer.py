@@ -223,6 +223,8 @@ class Trainer:
             self._load(*self._resume_checkpoint())
         else:
             self._seed()
+            if self.info.main:  # rows of a run that stopped before its first checkpoint: not ours
+                self.metrics_path.unlink(missing_ok=True)
             if self.info.world_size > 1:  # every rank starts from rank 0's weights
                 for tensor in list(self.model.parameters()) + list(self.model.buffers()):
                     dist.broadcast(tensor.data, src=0)

@@ -174,6 +174,16 @@ def test_resume_after_interruption_is_exact(tmp_path: Path) -> None:
         assert torch.equal(sa["ema"]["module"][k], sb["ema"]["module"][k])
 
 
+def test_a_fresh_run_starts_its_own_metrics(tmp_path: Path) -> None:
+    """A run folder left with a metrics row but no checkpoint (killed between the two in its
+    first epoch) is not a run to resume; a fresh run there writes its own header and rows
+    instead of appending under the old ones."""
+    (tmp_path / "metrics.csv").write_text("epoch,old_column\n1,0.5\n")
+    _run(tmp_path, _cfg(epochs=2))
+    rows = _rows(tmp_path)
+    assert [r["epoch"] for r in rows] == ["1", "2"] and "old_column" not in rows[0]
+
+
 def test_resume_drops_rows_written_after_the_checkpoint(tmp_path: Path) -> None:
     _run(tmp_path, _cfg(epochs=2, halt_after=1))
     with open(tmp_path / "metrics.csv", "a") as handle:  # killed after the row, before the checkpoint
