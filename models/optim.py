@@ -91,6 +91,9 @@ class TrainConfig:
     #: (so ``{"*": 1.0}`` alone is global clipping). Empty: no clipping.
     clip: dict[str, float] = field(default_factory=lambda: {"*": 1.0})
     ema_decay: float = 0.999
+    #: warm the EMA decay up as min(ema_decay, (1+n)/(10+n)) over the first updates (ptk); the
+    #: page averages at ema_decay from the first step (``--set ema_warmup=false``).
+    ema_warmup: bool = True
     #: ``auto`` = bf16 autocast on CUDA, off on CPU; ``bf16``; ``off``.
     amp: str = "auto"
     patience: int = 15
@@ -433,8 +436,9 @@ class EMA:
     Buffers are copied, not averaged. The shadow is updated after every optimizer step.
     """
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = True) -> None:
         self.decay = decay
+        self.warmup = warmup
         self.module = copy.deepcopy(model)
         self.module.eval()
         self.module.requires_grad_(False)
@@ -445,7 +449,9 @@ class EMA:
         self.num_updates += 1
         # TF-style warm-up of the decay, min(decay, (1+n)/(10+n)): with a fixed 0.999 the EMA of
         # a short run (tests, the demo, the first epochs) would still be the random initialisation.
-        decay = min(self.decay, (1.0 + self.num_updates) / (10.0 + self.num_updates))
+        decay = self.decay
+        if self.warmup:
+            decay = min(decay, (1.0 + self.num_updates) / (10.0 + self.num_updates))
         ema_params = list(self.module.parameters())
         params = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(ema_params, params, 1.0 - decay)

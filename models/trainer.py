@@ -203,7 +203,7 @@ class Trainer:
             )
         self.steps_per_epoch = max(1, math.ceil(len(self.train_loader) / cfg.grad_accum))
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
-        self.ema = EMA(self.model, cfg.ema_decay)
+        self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
         use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
         self.amp_dtype = torch.bfloat16 if use_amp else None
 
@@ -228,7 +228,7 @@ class Trainer:
             if self.info.world_size > 1:  # every rank starts from rank 0's weights
                 for tensor in list(self.model.parameters()) + list(self.model.buffers()):
                     dist.broadcast(tensor.data, src=0)
-                self.ema = EMA(self.model, cfg.ema_decay)
+                self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
 
     # ------------------------------------------------------------------ state
 

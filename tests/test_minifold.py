@@ -664,18 +664,20 @@ def test_ptk_versions_lists_every_version_with_its_size():
 def test_every_default_that_differs_from_the_page_is_listed_with_the_way_back():
     """``ptk versions`` lists, per version, each default that differs from the Mini-Fold page with
     the ``--set`` that restores the page's value; set back, a key is no longer listed. v10 (EGNN,
-    no frames, no guidance) keeps the page's settings."""
+    no frames, no guidance) keeps the page's settings but the EMA warm-up."""
     from ptk.models.minifold.config import PAGE_DEVIATIONS
     from ptk.pipelines.cli import cli
 
     rows = {row["name"]: row for row in json.loads(CliRunner().invoke(cli, ["versions", "--json"]).output)}
-    assert rows["v10"]["page_deviations"] == [] and rows["contact-classifier"]["page_deviations"] == []
+    assert [d["key"] for d in rows["v10"]["page_deviations"]] == ["train.ema_warmup"]
+    assert rows["contact-classifier"]["page_deviations"] == []
     listed = {d["key"]: (d["value"], d["page"]) for d in rows["v13"]["page_deviations"]}
     assert listed == {
         "model.denoiser.frame_init": ("identity", "snr_gated"),
         "model.denoiser.trans_init": ("shrunk", "noised"),
         "model.denoiser.self_cond": ("features", "frames"),
         "train.sample_guidance": (1.0, 1.5),
+        "train.ema_warmup": (True, False),
     }
     assert {d["key"] for d in rows["v12"]["page_deviations"]} == set(listed) - {"train.sample_guidance"}
     text = CliRunner().invoke(cli, ["versions"]).output
@@ -684,6 +686,7 @@ def test_every_default_that_differs_from_the_page_is_listed_with_the_way_back():
     assert page_deviations(page.model_config) == []
     model = page.build_model()
     assert model.cfg.denoiser.frame_init == "snr_gated" and page.train.sample_guidance == 1.5
+    assert page.train.ema_warmup is False
 
 
 # ---------------------------------------------------------------------------------------------

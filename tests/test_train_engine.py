@@ -357,3 +357,22 @@ def test_resume_falls_back_to_best_when_last_is_unreadable(tmp_path: Path) -> No
     trainer, _ = _run(tmp_path, _cfg(epochs=3, patience=5), _WorseningTask(), resume=True)
     assert [r["epoch"] for r in _rows(tmp_path)] == ["1", "2", "3"]  # epoch 2 rerun from epoch 1's state
     assert trainer.epoch == 3 and load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 3
+
+
+def test_ema_decay_with_and_without_the_warm_up() -> None:
+    """One update from weights w0 towards w1: the page's EMA keeps 0.999 of w0; ptk's warm-up
+    uses min(0.999, (1+1)/(10+1)) = 2/11 on the first update."""
+    from ptk.models.optim import EMA
+
+    model = torch.nn.Linear(3, 2)
+    w0 = model.weight.detach().clone()
+    for warmup, decay in ((False, 0.999), (True, 2.0 / 11.0)):
+        with torch.no_grad():
+            model.weight.copy_(w0)
+        ema = EMA(model, 0.999, warmup=warmup)
+        with torch.no_grad():
+            model.weight.add_(1.0)
+        ema.update(model)
+        expected = decay * w0 + (1.0 - decay) * (w0 + 1.0)
+        torch.testing.assert_close(ema.module.weight, expected, rtol=0, atol=1e-6)
+    assert TrainConfig.from_dict({"ema_warmup": "false"}).ema_warmup is False

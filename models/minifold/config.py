@@ -507,6 +507,15 @@ PAGE_DEVIATIONS: tuple[PageDeviation, ...] = (
         ipa_only=False,
         versions=("v13", "v14"),
     ),
+    PageDeviation(
+        "train.ema_warmup",
+        False,
+        "The page averages at decay 0.999 from the first step, so after 600 steps the average still "
+        "holds 55% of the random initialisation: short runs (memorisation, the demo, the first "
+        "epochs) would validate and sample a model that is mostly noise. ptk warms the decay up as "
+        "min(0.999, (1+n)/(10+n)), which reaches 0.999 after about 9,000 steps.",
+        ipa_only=False,
+    ),
 )
 
 
