@@ -20,6 +20,8 @@ import copy
 import csv
 import dataclasses
 import logging
+import math
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -282,7 +284,8 @@ class Task:
     ) -> dict[str, float]:
         """Sample the first ``n`` examples of ``dataset`` (DDIM from ``model``, and the one-step
         x0 prediction), write PDBs and ``eval.csv`` under ``out_dir`` and return the mean DDIM
-        ``tm``, ``rmsd``, ``gdt_ts`` (and ``gdt_ha``).
+        ``tm``, ``rmsd``, ``gdt_ts``, ``gdt_ha``, ``lddt``, and ``tm_se``, the standard error of
+        the mean TM (sample standard deviation / √n; NaN for one structure).
 
         ``layout="run"``: ``ddim/ x0/ ref/`` (run folder samples); ``layout="flat"``: the DDIM
         samples directly in ``out_dir`` plus ``ref/`` and ``x0/`` (``ptk sample``, read by
@@ -311,7 +314,8 @@ class Task:
         ddim_rows = [r for r in rows if r["method"] == "ddim"]
         if not ddim_rows:
             return {}
-        return {k: _nanmean([r[k] for r in ddim_rows]) for k in ("tm", "rmsd", "gdt_ts", "gdt_ha", "lddt")}
+        means = {k: _nanmean([r[k] for r in ddim_rows]) for k in ("tm", "rmsd", "gdt_ts", "gdt_ha", "lddt")}
+        return {**means, "tm_se": _standard_error([r["tm"] for r in ddim_rows])}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,6 +384,14 @@ def write_and_score(
 def _nanmean(values: Sequence[float]) -> float:
     finite = [v for v in values if v == v]
     return sum(finite) / len(finite) if finite else float("nan")
+
+
+def _standard_error(values: Sequence[float]) -> float:
+    """Standard error of the mean of the finite ``values`` (ddof 1); NaN below two values."""
+    finite = [v for v in values if v == v]
+    if len(finite) < 2:
+        return float("nan")
+    return statistics.stdev(finite) / math.sqrt(len(finite))
 
 
 def _write_eval_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:

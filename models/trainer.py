@@ -62,6 +62,7 @@ METRIC_TAIL: tuple[str, ...] = (
     "wall_time_s",
     "status",
     "ddim_tm",
+    "ddim_tm_se",
     "ddim_rmsd",
     "ddim_gdt_ts",
 )
@@ -657,6 +658,7 @@ class Trainer:
         row["status"] = status
         sampled = sampled or {}
         row["ddim_tm"] = sampled.get("tm")
+        row["ddim_tm_se"] = sampled.get("tm_se")
         row["ddim_rmsd"] = sampled.get("rmsd")
         row["ddim_gdt_ts"] = sampled.get("gdt_ts")
         # the epoch's mean pre-clip gradient norm of each clip entry (the page's per-module norms)

@@ -376,3 +376,16 @@ def test_ema_decay_with_and_without_the_warm_up() -> None:
         expected = decay * w0 + (1.0 - decay) * (w0 + 1.0)
         torch.testing.assert_close(ema.module.weight, expected, rtol=0, atol=1e-6)
     assert TrainConfig.from_dict({"ema_warmup": "false"}).ema_warmup is False
+
+
+def test_standard_error_of_the_mean_tm() -> None:
+    """metrics.csv ddim_tm_se: sample standard deviation (ddof 1) over √n, against numpy."""
+    import numpy as np
+
+    from ptk.models.tasks import _standard_error
+
+    tms = [0.31, 0.52, 0.47, float("nan"), 0.66]
+    finite = np.array([0.31, 0.52, 0.47, 0.66])
+    assert _standard_error(tms) == pytest.approx(finite.std(ddof=1) / np.sqrt(4), rel=1e-12)
+    assert math.isnan(_standard_error([0.5])) and math.isnan(_standard_error([]))
+    assert TrainConfig().sample_n == 64

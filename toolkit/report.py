@@ -571,7 +571,7 @@ def _training_table(page: _Page, run: Run, runs_for_parent: Run | None = None) -
         page.add("training", title, body)
         return
     val_cols, train_cols = _loss_columns(frame)
-    ddim = [c for c in ("ddim_tm", "ddim_rmsd", "ddim_gdt_ts") if c in frame]
+    ddim = [c for c in ("ddim_tm", "ddim_tm_se", "ddim_rmsd", "ddim_gdt_ts") if c in frame]
     fixed = {"epoch", "status", "lr", "skipped_batches", "wall_time_s", *val_cols, *train_cols, *ddim}
     extras = [c for c in frame.columns if c not in fixed]
     # the columns read first stay in view: totals, DDIM scores and the status, then the terms
@@ -599,6 +599,7 @@ def _training_table(page: _Page, run: Run, runs_for_parent: Run | None = None) -
             "val_loss": "val total",
             "train_loss": "train total",
             "ddim_tm": "DDIM TM",
+            "ddim_tm_se": "± s.e.",
             "ddim_rmsd": "DDIM RMSD",
             "ddim_gdt_ts": "DDIM GDT-TS",
             "skipped_batches": "skipped",
