@@ -472,7 +472,15 @@ class MiniFoldTask(Task):
         self.family = "contact-classifier" if classifier else "minifold"
         self.can_sample = not classifier
         if classifier:
-            self.extra_columns = ("class_acc", "arch_acc", "contact_recall", "bce")
+            self.extra_columns = (
+                "contact_precision",
+                "top_l_long",
+                "top_l5_long",
+                "class_acc",
+                "arch_acc",
+                "contact_recall",
+                "bce",
+            )
         super().__init__(size, overrides)
         # one recipe: the trainer's (with --set applied) is also the one saved in the version config
         config = dict(self.model_config)
@@ -572,14 +580,18 @@ class MiniFoldTask(Task):
         ):
             ok = y >= 0
             result[name] = (float((logits.argmax(-1) == y)[ok].sum()), float(ok.sum()))
-        mask = batch["residue_mask"].bool()
-        n = mask.shape[1]
-        idx = torch.arange(n, device=mask.device)
-        far = (idx[None, :] - idx[:, None]).abs() >= self.version_config.loss.contact_min_sep
-        pos = batch["contacts"].bool() & mask[:, :, None] & mask[:, None, :] & far
-        hit = (out["contact_logits"] > 0) & pos
-        result["contact_recall"] = (float(hit.sum()), float(pos.sum()))
-        size = float(mask.shape[0])
+        # one definition of the contact scores, the one ptk.metrics and the plots use
+        from ptk.metrics import contact_metrics
+        from ptk.models.minifold.contact_classifier import ca_trace
+
+        scores = contact_metrics(torch.sigmoid(out["contact_logits"].float()), *ca_trace(batch))
+        correct = float(scores["n_correct"].sum())
+        result["contact_precision"] = (correct, float(scores["n_predicted"].sum()))
+        result["contact_recall"] = (correct, float(scores["n_true"].sum()))
+        for name in ("top_l_long", "top_l5_long"):  # mean over the chains that have a value
+            finite = torch.isfinite(scores[name])
+            result[name] = (float(scores[name][finite].sum()), float(finite.sum()))
+        size = float(batch["residue_mask"].shape[0])
         result["bce"] = (float(terms["contact_bce"]) * size, size)
         return result
 

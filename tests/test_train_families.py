@@ -135,7 +135,12 @@ def test_two_epochs_write_the_run_folder(
         assert 0.0 <= float(rows[1]["val_chi_acc_1"]) <= 1.0 and float(rows[1]["val_nll"]) > 0
     if version == "contact-classifier":
         assert header[-4:] == ["class_acc", "arch_acc", "contact_recall", "bce"]
-        assert 0.0 <= float(rows[1]["contact_recall"]) <= 1.0 and float(rows[1]["bce"]) > 0
+        # the one validation chain here is a 48-residue helix: no Cα contact with |i - j| >= 6,
+        # so its recall is undefined (empty); the definition is pinned in test_minifold.py
+        assert rows[1]["contact_recall"] == "" or 0.0 <= float(rows[1]["contact_recall"]) <= 1.0
+        assert float(rows[1]["bce"]) > 0
+        for c in ("contact_precision", "top_l_long", "top_l5_long"):
+            assert 0.0 <= float(rows[1][c]) <= 1.0, c
 
 
 @pytest.mark.parametrize(("version", "kind"), FAMILIES)

@@ -784,8 +784,8 @@ def contact_metrics(
 
     Returns:
         ``precision``, ``recall``, ``top_l_long``, ``top_l5_long``, ``top_l_ceiling``,
-        ``n_true``, ``n_predicted``, each ``[*b]`` (precision NaN with nothing predicted, recall
-        NaN with no true contact).
+        ``n_true``, ``n_predicted``, ``n_correct``, each ``[*b]`` (precision NaN with nothing
+        predicted, recall NaN with no true contact; pool chains with the three counts).
     """
     ca = true_ca.to(torch.float64)
     valid = torch.isfinite(ca).all(-1)
@@ -841,6 +841,7 @@ def contact_metrics(
         "top_l_ceiling": top_l_ceiling,
         "n_true": n_true,
         "n_predicted": n_pred,
+        "n_correct": hits,
     }
 
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 
+from ptk.metrics import contact_metrics
 from ptk.models.attention import SelfAttentionWithPairBias
 from ptk.models.linear import Linear
 from ptk.models.minifold.config import ClassifierLossConfig, EncoderConfig
@@ -249,6 +250,15 @@ def _accuracy(logits: Tensor, target: Tensor) -> Tensor:
     return (logits.argmax(-1)[ok] == target[ok]).float().mean()
 
 
+def ca_trace(batch: dict[str, Tensor]) -> tuple[Float[Tensor, "b n 3"], Bool[Tensor, "b n"]]:
+    """The batch's Cα coordinates (``backbone`` [b, n, 4, 3], N-Cα-C-O) and the residues that
+    have one: the truth of the contact scores."""
+    mask = batch["residue_mask"].bool()
+    if "backbone_mask" in batch:
+        mask = mask & batch["backbone_mask"][..., 1].bool()
+    return batch["backbone"][..., 1, :], mask
+
+
 def classifier_loss(
     out: dict[str, Tensor], batch: dict[str, Tensor], cfg: ClassifierLossConfig
 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -256,7 +266,8 @@ def classifier_loss(
 
     The contact BCE averages the positive and the negative pairs separately and takes their mean,
     so it reads ≈ 0.69 at chance whatever the contact density. Metrics (no gradient): class and
-    architecture accuracy, contact recall and precision at p > 0.5.
+    architecture accuracy, contact recall and precision of the batch's pooled pairs as
+    :func:`ptk.metrics.contact_metrics` defines them (p ≥ 0.5, |i − j| ≥ 6).
 
     Returns:
         (total, terms) with terms ``class_ce, arch_ce, contact_bce, class_acc, arch_acc,
@@ -284,9 +295,9 @@ def classifier_loss(
         contact_bce = 0.5 * (pos_term + neg_term)
         total = cfg.class_ce * class_ce + cfg.arch_ce * arch_ce + cfg.contact_bce * contact_bce
         with torch.no_grad():
-            predicted = (logits > 0) & pair
-            recall = (predicted & pos).sum() / pos.sum().clamp(min=1)
-            precision = (predicted & pos).sum() / predicted.sum().clamp(min=1)
+            scores = contact_metrics(torch.sigmoid(logits), *ca_trace(batch))
+            recall = scores["n_correct"].sum() / scores["n_true"].sum().clamp(min=1)
+            precision = scores["n_correct"].sum() / scores["n_predicted"].sum().clamp(min=1)
     terms = {
         "class_ce": class_ce.detach(),
         "arch_ce": arch_ce.detach(),
