@@ -64,6 +64,10 @@ SCHEDULES: tuple[str, ...] = (
 )
 
 
+#: Mixed-precision modes of :attr:`TrainConfig.amp`.
+AMP_MODES: tuple[str, ...] = ("auto", "bf16", "fp16", "off")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The training recipe of one run. Every key can be set in a version's ``[train]`` table
@@ -94,8 +98,12 @@ class TrainConfig:
     #: warm the EMA decay up as min(ema_decay, (1+n)/(10+n)) over the first updates (ptk); the
     #: page averages at ema_decay from the first step (``--set ema_warmup=false``).
     ema_warmup: bool = True
-    #: ``auto`` = bf16 autocast on CUDA, off on CPU; ``bf16``; ``off``.
+    #: ``auto`` = bf16 autocast on CUDA, off on CPU; ``bf16``; ``fp16`` (the page's: fp16
+    #: autocast with a dynamic loss scale, torch's GradScaler; a step whose scaled gradients
+    #: overflow is skipped, counted in ``skipped_batches``, and the scale halves); ``off``.
     amp: str = "auto"
+    #: the first loss scale of ``amp = fp16`` (GradScaler's init_scale).
+    fp16_init_scale: float = 65536.0
     patience: int = 15
     #: sample the validation set every N epochs with DDIM (diffusion versions); 0 = never.
     sample_every: int = 5
@@ -166,8 +174,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.schedule not in SCHEDULES:
             raise unknown_choice("LR schedule", self.schedule, SCHEDULES)
-        if self.amp not in ("auto", "bf16", "off"):
-            raise unknown_choice("amp mode", self.amp, ("auto", "bf16", "off"))
+        if self.amp not in AMP_MODES:
+            raise unknown_choice("amp mode", self.amp, AMP_MODES)
         if self.encoder not in ENCODER_MODES:
             raise unknown_choice("encoder mode", self.encoder, ENCODER_MODES)
         if self.crop not in ("random", "first", "center"):
@@ -210,6 +218,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "constant_epochs": (0.0, math.inf, False),
     "restart_epochs": (0.0, math.inf, False),
     "ema_decay": (0.0, 1.0, False),
+    "fp16_init_scale": (0.0, math.inf, False),
     "patience": (0, math.inf, False),  # 0: no early stop
     "sample_every": (0, math.inf, False),
     "sample_n": (0, math.inf, False),  # 0: the whole validation set

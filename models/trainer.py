@@ -205,8 +205,12 @@ class Trainer:
         self.steps_per_epoch = max(1, math.ceil(len(self.train_loader) / cfg.grad_accum))
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
-        use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
-        self.amp_dtype = torch.bfloat16 if use_amp else None
+        use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+        self.amp_dtype = torch.float16 if cfg.amp == "fp16" else torch.bfloat16 if use_bf16 else None
+        # fp16's dynamic loss scale (disabled: scale() and the checks below are no-ops)
+        self.scaler = torch.amp.GradScaler(
+            device.type, init_scale=cfg.fp16_init_scale, enabled=cfg.amp == "fp16"
+        )
 
         # progress state (all of it goes into the checkpoint)
         self.epoch = 0  # last finished epoch
@@ -255,6 +259,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "patience_count": self.patience_count,
             "tripwire": {"low_streak": self.low_grad_streak, "halt_total": self.halt_low_total},
+            "loss_scaler": self.scaler.state_dict(),  # {} unless amp = fp16
             # RNG at the epoch boundary; the sampler reseeds from (seed, epoch) so it needs no state.
             "rng": capture_rng(),
             "sampler": {"seed": self.cfg.seed, "epoch": self.epoch + 1},
@@ -291,6 +296,8 @@ class Trainer:
         self.low_grad_streak = int(state["tripwire"]["low_streak"])
         self.halt_low_total = int(state["tripwire"]["halt_total"])
         self.header = state.get("metrics_header")
+        if self.scaler.is_enabled() and state.get("loss_scaler"):
+            self.scaler.load_state_dict(state["loss_scaler"])
         if int(state.get("world_size", 1)) == self.info.world_size:
             restore_rng(state.get("rng_by_rank", [state["rng"]] * self.info.world_size)[self.info.rank])
         else:
@@ -435,11 +442,13 @@ class Trainer:
                 )
             ok = self._all_true(bool(torch.isfinite(loss).item()))
             if ok:
-                loss.float().backward()
+                self.scaler.scale(loss.float()).backward()
                 grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-                # a finite loss can still give inf/NaN gradients (fp16/bf16 overflow): check them too
-                finite = bool(torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()))
-                ok = self._all_true(finite)
+                # a finite loss can still give inf/NaN gradients (bf16 overflow): check them too;
+                # under fp16 the loss scaler checks the accumulated step instead (and backs off)
+                if not self.scaler.is_enabled():
+                    finite = bool(torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()))
+                    ok = self._all_true(finite)
             if ok:
                 if acc is None:
                     # the gradients themselves become the accumulator: zero_grad(set_to_none)
@@ -507,6 +516,10 @@ class Trainer:
         torch._foreach_div_(acc, n_total)
         for p, g in zip(params, acc, strict=True):
             p.grad = g if g.dtype == p.dtype else g.to(p.dtype)
+        if self.scaler.is_enabled() and self._overflowed():
+            log.info("fp16 loss scale overflow at step %d: step skipped, scale %g", self.global_step,
+                     self.scaler.get_scale())  # fmt: skip
+            return n_good
 
         if cfg.tripwire_module:
             norm = module_grad_norm(self.model, cfg.tripwire_module)
@@ -519,6 +532,8 @@ class Trainer:
                     self.global_step,
                 )
                 self.model.zero_grad(set_to_none=True)
+                if self.scaler.is_enabled():
+                    self.scaler.update()
                 return n_good
             self.low_grad_streak = self.low_grad_streak + 1 if norm < cfg.tripwire_min_norm else 0
             if self.low_grad_streak >= cfg.tripwire_min_steps:
@@ -542,12 +557,26 @@ class Trainer:
             total = self.grad_norms.setdefault(key, [0.0, 0])
             total[0] += norm
             total[1] += 1
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # optimizer.step() (GradScaler disabled: a plain call)
+        self.scaler.update()
         self.scheduler.step()
         self.model.zero_grad(set_to_none=True)
         self.ema.update(self.model)
         self.global_step += 1
         return 0
+
+    def _overflowed(self) -> bool:
+        """fp16: unscale the step's gradients; on inf/NaN skip the step and halve the scale
+        (GradScaler's own step/update, which see the overflow unscale_ recorded)."""
+        self.scaler.unscale_(self.optimizer)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        finite = self._all_true(bool(torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum())))
+        if finite:
+            return False
+        self.scaler.step(self.optimizer)  # skipped: unscale_ recorded the overflow
+        self.scaler.update()
+        self.model.zero_grad(set_to_none=True)
+        return True
 
     def _inject_noise(self, module: str, scale: float) -> None:
         from ptk.models.optim import module_matches

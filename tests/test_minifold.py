@@ -664,12 +664,12 @@ def test_ptk_versions_lists_every_version_with_its_size():
 def test_every_default_that_differs_from_the_page_is_listed_with_the_way_back():
     """``ptk versions`` lists, per version, each default that differs from the Mini-Fold page with
     the ``--set`` that restores the page's value; set back, a key is no longer listed. v10 (EGNN,
-    no frames, no guidance) keeps the page's settings but the EMA warm-up."""
+    no frames, no guidance) keeps the page's settings but the EMA warm-up and bf16."""
     from ptk.models.minifold.config import PAGE_DEVIATIONS
     from ptk.pipelines.cli import cli
 
     rows = {row["name"]: row for row in json.loads(CliRunner().invoke(cli, ["versions", "--json"]).output)}
-    assert [d["key"] for d in rows["v10"]["page_deviations"]] == ["train.ema_warmup"]
+    assert [d["key"] for d in rows["v10"]["page_deviations"]] == ["train.ema_warmup", "train.amp"]
     assert rows["contact-classifier"]["page_deviations"] == []
     listed = {d["key"]: (d["value"], d["page"]) for d in rows["v13"]["page_deviations"]}
     assert listed == {
@@ -678,6 +678,7 @@ def test_every_default_that_differs_from_the_page_is_listed_with_the_way_back():
         "model.denoiser.self_cond": ("features", "frames"),
         "train.sample_guidance": (1.0, 1.5),
         "train.ema_warmup": (True, False),
+        "train.amp": ("auto", "fp16"),
     }
     assert {d["key"] for d in rows["v12"]["page_deviations"]} == set(listed) - {"train.sample_guidance"}
     text = CliRunner().invoke(cli, ["versions"]).output
@@ -686,7 +687,7 @@ def test_every_default_that_differs_from_the_page_is_listed_with_the_way_back():
     assert page_deviations(page.model_config) == []
     model = page.build_model()
     assert model.cfg.denoiser.frame_init == "snr_gated" and page.train.sample_guidance == 1.5
-    assert page.train.ema_warmup is False
+    assert page.train.ema_warmup is False and page.train.amp == "fp16"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -389,3 +389,27 @@ def test_standard_error_of_the_mean_tm() -> None:
     assert _standard_error(tms) == pytest.approx(finite.std(ddof=1) / np.sqrt(4), rel=1e-12)
     assert math.isnan(_standard_error([0.5])) and math.isnan(_standard_error([]))
     assert TrainConfig().sample_n == 64
+
+
+def test_fp16_with_a_dynamic_loss_scale(tmp_path: Path) -> None:
+    """amp = fp16 (the page's mixed precision): fp16 autocast with torch's GradScaler. At
+    GradScaler's first scale (2^16) this model's scaled gradients overflow fp16: those steps are
+    skipped (counted in skipped_batches) and the scale halves until steps go through; the model
+    still learns, and the scale is in the checkpoint, so a resumed run continues with it."""
+    trainer, _ = _run(tmp_path, _cfg(amp="fp16", epochs=4))
+    rows = _rows(tmp_path)
+    assert sum(int(r["skipped_batches"]) for r in rows) >= 2  # a step of two micro-batches at least
+    assert trainer.scaler.is_enabled() and trainer.scaler.get_scale() < 2.0**16
+    assert float(rows[-1]["train_mse"]) < 0.6 * float(rows[0]["train_mse"])
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["loss_scaler"]["scale"] == trainer.scaler.get_scale()
+    resumed = Trainer(
+        ToyTask(), ToyModel(), _cfg(amp="fp16", epochs=5), tmp_path, ToyData(22), ToyData(8, seed=1),
+        torch.device("cpu"), resume=True,
+    )  # fmt: skip
+    assert resumed.scaler.get_scale() == state["loss_scaler"]["scale"]
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt").get("loss_scaler") is not None
+    plain, _ = _run(tmp_path / "fp32", _cfg(epochs=1))
+    assert not plain.scaler.is_enabled()
+    with pytest.raises(ConfigError, match="amp mode"):
+        TrainConfig.from_dict({"amp": "fp8"})

@@ -516,6 +516,14 @@ PAGE_DEVIATIONS: tuple[PageDeviation, ...] = (
         "min(0.999, (1+n)/(10+n)), which reaches 0.999 after about 9,000 steps.",
         ipa_only=False,
     ),
+    PageDeviation(
+        "train.amp",
+        "fp16",
+        "The page trains in fp16 with a GradScaler. ptk's auto is bf16 autocast on CUDA (fp32 on "
+        "CPU): bf16 keeps fp32's exponent range, so no loss scale and no steps skipped for "
+        "overflow. fp16 with a dynamic loss scale is one --set away, for GPUs without bf16.",
+        ipa_only=False,
+    ),
 )
 
 
