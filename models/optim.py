@@ -20,7 +20,7 @@ import os
 import pickle
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,9 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 1e-4
     min_lr: float = 1e-6
+    #: where the cosine ends: ``absolute`` = every group at ``min_lr`` (the page's eta_min);
+    #: ``relative`` = each group at its share, min_lr × (group LR / lr).
+    lr_floor: str = "absolute"
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: str = "cosine"
@@ -105,6 +108,10 @@ class TrainConfig:
     #: the first loss scale of ``amp = fp16`` (GradScaler's init_scale).
     fp16_init_scale: float = 65536.0
     patience: int = 15
+    #: the loss weights of the validation total (early stopping, best.pt): ``final`` = as at the
+    #: end of every anneal (bond β, v14's backbone ramp), the same each epoch; ``epoch`` = the
+    #: epoch's own, as the page's Val Total.
+    val_weights: str = "final"
     #: sample the validation set every N epochs with DDIM (diffusion versions); 0 = never.
     sample_every: int = 5
     #: the first N validation chains (0: all); 64 keeps the standard error of the mean TM
@@ -174,6 +181,10 @@ class TrainConfig:
     def validate(self) -> None:
         if self.schedule not in SCHEDULES:
             raise unknown_choice("LR schedule", self.schedule, SCHEDULES)
+        if self.lr_floor not in ("absolute", "relative"):
+            raise unknown_choice("lr_floor", self.lr_floor, ("absolute", "relative"))
+        if self.val_weights not in ("final", "epoch"):
+            raise unknown_choice("val_weights", self.val_weights, ("final", "epoch"))
         if self.amp not in AMP_MODES:
             raise unknown_choice("amp mode", self.amp, AMP_MODES)
         if self.encoder not in ENCODER_MODES:
@@ -291,14 +302,15 @@ def coerce(key: str, value: Any, default: Any) -> Any:
 # LR schedules
 
 
-def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    """Multiplier of each group's peak LR at optimizer step ``step`` (0-based).
-
-    The cosine floor is ``min_lr / lr`` so every group decays to its own share of ``min_lr``.
+def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int, group_lr: float | None = None) -> float:
+    """Multiplier of a group's peak LR (``group_lr``; default ``cfg.lr``) at optimizer step
+    ``step`` (0-based). The cosine ends at ``min_lr`` for every group (``lr_floor = absolute``)
+    or at ``min_lr / lr`` of each group's peak (``relative``).
     """
     spe = max(1, steps_per_epoch)
     total = max(1, cfg.epochs * spe)
-    floor = min(1.0, cfg.min_lr / cfg.lr)
+    peak = cfg.lr if group_lr is None or cfg.lr_floor == "relative" else group_lr
+    floor = min(1.0, cfg.min_lr / peak) if peak > 0 else 1.0
     warm = int(round(cfg.warmup_epochs * spe)) if cfg.schedule.startswith("warmup") else 0
     const = int(round(cfg.constant_epochs * spe)) if cfg.schedule == "warmup_constant_cosine" else 0
 
@@ -322,21 +334,29 @@ def lr_factor(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
 class _Factor:
     """Picklable LR lambda (LambdaLR stores callable objects' state in its state_dict)."""
 
-    def __init__(self, cfg: TrainConfig, steps_per_epoch: int) -> None:
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int, group_lr: float | None = None) -> None:
         self.cfg_dict = cfg.to_dict()
         self.steps_per_epoch = steps_per_epoch
+        self.group_lr = group_lr
         self._cfg = cfg
 
     def __call__(self, step: int) -> float:
-        return lr_factor(self._cfg, step, self.steps_per_epoch)
+        return lr_factor(self._cfg, step, self.steps_per_epoch, self.group_lr)
 
 
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-optimizer-step LambdaLR following ``cfg.schedule``."""
-    factor = _Factor(cfg, steps_per_epoch)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step))
+    """A per-optimizer-step LambdaLR following ``cfg.schedule``, one factor per parameter
+    group (each group's floor depends on its peak LR under ``lr_floor = absolute``)."""
+    factors = [_Factor(cfg, steps_per_epoch, group["lr"]) for group in optimizer.param_groups]
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, [_lambda(f) for f in factors])
+
+
+def _lambda(factor: _Factor) -> Callable[[int], float]:
+    """A plain function around ``factor``: LambdaLR leaves functions out of its state_dict, so a
+    checkpoint holds no object that would need unpickling."""
+    return lambda step: factor(step)
 
 
 # ---------------------------------------------------------------------------------------------

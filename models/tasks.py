@@ -556,7 +556,8 @@ class MiniFoldTask(Task):
         # Validation weighs the terms as at the end of the anneals (bond β(e), v14's backbone
         # ramp): with epoch-dependent weights the validation total would grow with the epoch by
         # construction, and early stopping / best.pt would always favour the first epochs.
-        weight_epoch = epoch if training else _ANNEALED_EPOCH
+        # val_weights = epoch is the page's Val Total.
+        weight_epoch = epoch if training or self.train.val_weights == "epoch" else _ANNEALED_EPOCH
         return self._mf.training_step_loss(
             model, batch, self.version_config, weight_epoch, generator=generator
         )

@@ -664,12 +664,16 @@ def test_ptk_versions_lists_every_version_with_its_size():
 def test_every_default_that_differs_from_the_page_is_listed_with_the_way_back():
     """``ptk versions`` lists, per version, each default that differs from the Mini-Fold page with
     the ``--set`` that restores the page's value; set back, a key is no longer listed. v10 (EGNN,
-    no frames, no guidance) keeps the page's settings but the EMA warm-up and bf16."""
+    no frames, no guidance) keeps the page's settings but the EMA warm-up, bf16 and the validation weights."""
     from ptk.models.minifold.config import PAGE_DEVIATIONS
     from ptk.pipelines.cli import cli
 
     rows = {row["name"]: row for row in json.loads(CliRunner().invoke(cli, ["versions", "--json"]).output)}
-    assert [d["key"] for d in rows["v10"]["page_deviations"]] == ["train.ema_warmup", "train.amp"]
+    assert [d["key"] for d in rows["v10"]["page_deviations"]] == [
+        "train.ema_warmup",
+        "train.amp",
+        "train.val_weights",
+    ]
     assert rows["contact-classifier"]["page_deviations"] == []
     listed = {d["key"]: (d["value"], d["page"]) for d in rows["v13"]["page_deviations"]}
     assert listed == {
@@ -679,6 +683,7 @@ def test_every_default_that_differs_from_the_page_is_listed_with_the_way_back():
         "train.sample_guidance": (1.0, 1.5),
         "train.ema_warmup": (True, False),
         "train.amp": ("auto", "fp16"),
+        "train.val_weights": ("final", "epoch"),
     }
     assert {d["key"] for d in rows["v12"]["page_deviations"]} == set(listed) - {"train.sample_guidance"}
     text = CliRunner().invoke(cli, ["versions"]).output
@@ -687,7 +692,7 @@ def test_every_default_that_differs_from_the_page_is_listed_with_the_way_back():
     assert page_deviations(page.model_config) == []
     model = page.build_model()
     assert model.cfg.denoiser.frame_init == "snr_gated" and page.train.sample_guidance == 1.5
-    assert page.train.ema_warmup is False and page.train.amp == "fp16"
+    assert page.train.ema_warmup is False and page.train.amp == "fp16" and page.train.val_weights == "epoch"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -775,3 +780,31 @@ def test_contact_scores_logged_in_training_are_the_metrics_definition(dompdb) ->
     for name in ("top_l_long", "top_l5_long"):
         total, chains = extras[name]
         assert 0.0 <= total <= chains <= len(names)
+
+
+@pytest.mark.parametrize("unit", ["batch", "example"])
+def test_the_unconditional_dropout_unit(unit, small_batch):
+    """p_uncond_unit = batch (v13's default, the page: 10% of batches unconditioned) masks the
+    whole batch or none of it; example draws per example (mixed batches occur)."""
+    cfg = minifold.load_version("v13", "tiny")
+    assert cfg.model.diffusion.p_uncond_unit == "batch"
+    diffusion = dataclasses.replace(cfg.model.diffusion, p_uncond=0.5, p_uncond_unit=unit, self_cond_prob=0.0)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, diffusion=diffusion))
+    torch.manual_seed(0)
+    model = minifold.build_model(cfg).train()
+    seen = []
+    condition = model.condition
+
+    def recording(aatype, mask, null):
+        seen.append(tuple(null.tolist()))
+        return condition(aatype, mask, null)
+
+    model.condition = recording
+    for seed in range(24):
+        with torch.no_grad():
+            minifold.training_step_loss(
+                model, small_batch, cfg, epoch=1, generator=torch.Generator().manual_seed(seed)
+            )
+    kinds = set(seen)
+    assert {(True, True), (False, False)} <= kinds
+    assert ((True, False) in kinds or (False, True) in kinds) == (unit == "example")

@@ -23,6 +23,7 @@ from ptk.models.optim import (
     TrainConfig,
     atomic_save,
     build_optimizer,
+    build_scheduler,
     clip_by_module,
     load_checkpoint,
     lr_factor,
@@ -413,3 +414,21 @@ def test_fp16_with_a_dynamic_loss_scale(tmp_path: Path) -> None:
     assert not plain.scaler.is_enabled()
     with pytest.raises(ConfigError, match="amp mode"):
         TrainConfig.from_dict({"amp": "fp8"})
+
+
+def test_every_group_decays_to_min_lr_as_the_page_says() -> None:
+    """lr_floor = absolute (the page's eta_min = 1e-6 for every group): a group at 3x LR ends
+    its cosine at min_lr, not at 3 x min_lr; relative keeps each group's share."""
+    model = ToyModel()
+    for floor, expected in (("absolute", {"*": 1e-4, "pair_stack": 1e-4}),
+                            ("relative", {"*": 1e-4, "pair_stack": 3e-4})):  # fmt: skip
+        cfg = _cfg(lr=1e-2, min_lr=1e-4, schedule="cosine", epochs=2, lr_floor=floor)
+        opt = build_optimizer(model, cfg)
+        sched = build_scheduler(opt, cfg, steps_per_epoch=5)
+        for _ in range(10):
+            opt.step()
+            sched.step()
+        ends = {g["name"]: g["lr"] for g in opt.param_groups}  # "pair_stack/no_decay" ...
+        assert {k: ends[k] for k in expected} == pytest.approx(expected, rel=1e-6), ends
+        assert ends["pair_stack/no_decay"] == pytest.approx(expected["pair_stack"], rel=1e-6)
+        assert all(fn is None for fn in sched.state_dict()["lr_lambdas"])  # nothing to unpickle

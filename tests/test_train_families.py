@@ -421,3 +421,27 @@ def test_per_module_gradient_norms_are_logged(session_dir: Path, shared_data: Pa
         for row in rows:
             for column in columns:
                 assert math.isfinite(float(row[column])) and float(row[column]) > 0
+
+
+def test_the_pages_validation_total_weighs_each_epoch_as_it_trains(
+    session_dir: Path, shared_data: Path
+) -> None:
+    """val_weights = epoch (the page's Val Total): validation uses the epoch's annealed bond
+    weight β(e), so the same weights give different totals at epoch 1 and epoch 8."""
+    from ptk.models.tasks import get_task
+
+    task = get_task("v13", "tiny", {"max_length": 16, "val_weights": "epoch"})
+    dataset = task.dataset(
+        ingest_cached(session_dir, shared_data, "cath"), max_length=16, crop="first", seed=0
+    )
+    batch = task.collate([dataset[i] for i in range(2)])
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    weights = {}
+    for epoch in (1, 8):
+        with torch.no_grad():
+            _, terms = task.loss(
+                model, batch, epoch=epoch, step=0, training=False, generator=torch.Generator().manual_seed(0)
+            )
+        weights[epoch] = float(terms["bond_weight"])
+    assert weights[1] < weights[8]

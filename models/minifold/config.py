@@ -203,6 +203,9 @@ class DiffusionConfig:
     coord_norm: str = "fixed"
     coord_scale: float = 10.0
     p_uncond: float = 0.0
+    #: what ``p_uncond`` drops: a whole ``batch`` (the page: 10% of batches unconditioned) or
+    #: each ``example`` of a batch on its own.
+    p_uncond_unit: str = "batch"
     self_cond_prob: float = 0.25
     snr_gate_low: float = 0.2
     snr_gate_high: float = 1.0
@@ -210,6 +213,7 @@ class DiffusionConfig:
     def __post_init__(self) -> None:
         _choice("diffusion.schedule", self.schedule, ("cosine", "linear"))
         _choice("diffusion.coord_norm", self.coord_norm, ("fixed", "rg"))
+        _choice("diffusion.p_uncond_unit", self.p_uncond_unit, ("batch", "example"))
         _positive("diffusion", T=self.T, coord_scale=self.coord_scale)
         for name in ("p_uncond", "self_cond_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -522,6 +526,15 @@ PAGE_DEVIATIONS: tuple[PageDeviation, ...] = (
         "The page trains in fp16 with a GradScaler. ptk's auto is bf16 autocast on CUDA (fp32 on "
         "CPU): bf16 keeps fp32's exponent range, so no loss scale and no steps skipped for "
         "overflow. fp16 with a dynamic loss scale is one --set away, for GPUs without bf16.",
+        ipa_only=False,
+    ),
+    PageDeviation(
+        "train.val_weights",
+        "epoch",
+        "The page's Val Total weighs the bond term by the epoch's annealed β(e) (and v14's "
+        "backbone terms by their ramp), so it rises with the epoch by construction and early "
+        "stopping and best.pt favour the first epochs. ptk validates every epoch with the "
+        "end-of-anneal weights, so totals of different epochs compare.",
         ipa_only=False,
     ),
 )

@@ -95,7 +95,8 @@ def _denoiser_loss(
 
     null = None
     if model.training and d.p_uncond > 0:
-        null = (_uniform(generator, b) < d.p_uncond).to(device)
+        draws = _uniform(generator, 1 if d.p_uncond_unit == "batch" else b)
+        null = (draws < d.p_uncond).expand(b).to(device)
     cond = model.condition(batch["aatype"], mask, null)
     x_sc = None
     if d.self_cond_prob > 0 and float(_uniform(generator)) < d.self_cond_prob:
