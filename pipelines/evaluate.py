@@ -84,16 +84,38 @@ def _check_writable(path: Path) -> None:
     help="Also helix/strand/coil fractions of both sides (biotite's Cα P-SEA) and the prediction's "
     "long-range (|i-j| >= 24) Cα-contact precision and recall: did the model learn β-sheets?",
 )
+@click.option(
+    "--by",
+    type=click.Choice(["cath_class"]),
+    default=None,
+    help="Also summarise per CATH class (1 mainly alpha, 2 mainly beta, 3 alpha beta, 4 few "
+    "secondary structures), looked up in --labels by structure name (or the part before its first "
+    "underscore): column cath_class.",
+)
+@click.option(
+    "--labels",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="A cath shard dataset (ptk ingest cath) whose id and cath_class columns label the pairs.",
+)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Where the batched metrics run.")  # fmt: skip
 def eval_command(
-    pred_dir: Path, ref_dir: Path, out_path: Path, align: bool, structure_stats: bool, device: str
+    pred_dir: Path,
+    ref_dir: Path,
+    out_path: Path,
+    align: bool,
+    structure_stats: bool,
+    by: str | None,
+    labels: Path | None,
+    device: str,
 ) -> None:
     """Score predicted structures against references, one row per pair of same-named files.
 
     \b
     Columns: name, n_common, ref_length, rmsd, tm, gdt_ts, gdt_ha, lddt [, tm_align]
-    [, ref_/pred_ helix, strand, coil, lr_contact_precision, lr_contact_recall], error.
+    [, ref_/pred_ helix, strand, coil, lr_contact_precision, lr_contact_recall]
+    [, cath_class], error.
     Residues are matched by residue number + insertion code; TM and GDT are normalised by the
     reference length (as the TM-score program does). A pair that cannot be scored (missing
     partner, unreadable file, no common residue) gets its reason in `error`.
@@ -103,6 +125,9 @@ def eval_command(
     suffix = out_path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise PtkError(f"--out {out_path}: the table must end in .csv or .parquet")
+    if by is not None and labels is None:
+        raise click.UsageError("--by cath_class needs --labels SHARDS (a cath shard dataset)")
+    classes = _cath_classes(labels) if by is not None else None
     torch_device = _device(device)
     rows = [r for r in pair_files(pred_dir, ref_dir) if not _skipped(r[1] or r[2])]
     if not rows:
@@ -118,6 +143,10 @@ def eval_command(
         names=names,
         problems=problems,
     )
+    if classes is not None:
+        frame["cath_class"] = frame["name"].map(lambda n: _class_of(n, classes)).astype("Int64")
+        if frame["cath_class"].isna().all():
+            click.echo(f"ptk: note: no pair name is an id of {labels} with a CATH class", err=True)
     if suffix == ".csv":
         with atomic_writer(out_path, "w", newline="", encoding="utf-8") as fh:
             frame.to_csv(fh, index=False)
@@ -134,10 +163,57 @@ def eval_command(
             click.echo(
                 f"{metric:<{width}} {_format(stats['mean']):>8} {_format(stats['median']):>8} {stats['n']:>6}"
             )
+    if classes is not None:
+        _print_by_class(frame)
     for _, row in frame[frame["error"].notna()].head(10).iterrows():
         click.echo(f"  not scored: {row['name']}: {row['error']}", err=True)
     if failed > 10:
         click.echo(f"  ... and {failed - 10} more (see the error column)", err=True)
+
+
+def _cath_classes(labels: Path) -> dict[str, int]:
+    """id → CATH class of the rows of the shard dataset ``labels`` that have one."""
+    from ptk import shards
+
+    kind = shards.read_manifest(labels)["kind"]
+    if kind != "cath":
+        raise PtkError(f"--labels {labels}: {kind} shards have no CATH class; give a cath shard dataset")
+    table = shards.read_table(labels, columns=["id", "cath_class"]).to_pydict()
+    return {i: int(c) for i, c in zip(table["id"], table["cath_class"], strict=True) if c is not None}
+
+
+def _class_of(name: str, classes: dict[str, int]) -> int | None:
+    """The class of the structure named ``name``, else of the id before its first underscore
+    (``1a04A02_noise0.5`` → ``1a04A02``)."""
+    return classes.get(name, classes.get(name.split("_", 1)[0]))
+
+
+#: The per-class table's columns (those the frame has): the answer to "did it learn β-sheets?".
+_BY_CLASS_COLUMNS = (
+    "tm",
+    "rmsd",
+    "ref_helix",
+    "pred_helix",
+    "ref_strand",
+    "pred_strand",
+    "lr_contact_recall",
+)
+
+
+def _print_by_class(frame) -> None:
+    from ptk.labels import CATH_CLASS_NAMES
+    from ptk.metrics import summarize_by
+
+    groups = summarize_by(frame, "cath_class")
+    columns = [c for c in _BY_CLASS_COLUMNS if c in frame]
+    click.echo("")
+    click.echo(f"{'CATH class':<28} {'n':>4} " + " ".join(f"{c:>17}" for c in columns))
+    for key, summary in groups.items():
+        label = "no class" if key is None else f"{int(key)} {CATH_CLASS_NAMES.get(int(key), '?')}"
+        n = summary["tm"]["n"] if "tm" in summary else 0
+        cells = " ".join(f"{_format(summary[c]['mean']) if c in summary else 'nan':>17}" for c in columns)
+        click.echo(f"{label:<28} {n:>4} {cells}")
+    click.echo("(means over the scored pairs of each class)")
 
 
 def _skipped(path: Path | None) -> bool:

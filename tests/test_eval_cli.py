@@ -271,3 +271,48 @@ def test_structure_stats_secondary_structure_and_long_range_contacts(
     helix = np.stack([2.3 * np.cos(np.radians(100 * k)), 2.3 * np.sin(np.radians(100 * k)), 1.5 * k], axis=1)
     trace = CaTrace(helix, k + 1, np.array([""] * 30), "A" * 30)
     assert sse_fractions(trace)["helix"] >= 0.8
+
+
+def test_eval_by_cath_class(tmp_path: Path, shared_data: Path, capsys) -> None:
+    """--by cath_class --labels SHARDS labels each pair with its domain's CATH class (from the
+    shards, which took it from the split file's CATH nodes) and prints one summary row per class;
+    the classes agree with the split file read here, and the references' secondary structure
+    agrees with them: mainly-alpha domains are more helix than mainly-beta ones, and the reverse
+    for strand."""
+
+    source = shared_data / "eval_reference"
+    pred, ref = tmp_path / "pred", tmp_path / "ref"
+    pred.mkdir()
+    ref.mkdir()
+    for p in sorted((source / "pred").glob("*_noise0.5.pdb.gz")):  # one pair per domain
+        shutil.copy(p, pred / p.name)
+        shutil.copy(source / "ref" / p.name, ref / p.name)
+    shards_dir = tmp_path / "shards"
+    splits = shared_data / "cath" / "chain_set_splits.json"
+    main(["ingest", "cath", str(shared_data / "cath" / "dompdb"), "--out", str(shards_dir),
+          "--splits", str(splits), "--scheduler", "synchronous"])  # fmt: skip
+    out = tmp_path / "scores.csv"
+    capsys.readouterr()
+    main(["eval", "--pred", str(pred), "--ref", str(ref), "--out", str(out), "--structure-stats",
+          "--by", "cath_class", "--labels", str(shards_dir)])  # fmt: skip
+    printed = capsys.readouterr().out
+    frame = pd.read_csv(out)
+    nodes = json.loads(splits.read_text())["cath_nodes"]
+    for _, row in frame.iterrows():
+        domain = row["name"].split("_", 1)[0]  # 1a04A02 -> chain 1a04.A
+        classes = {int(node.split(".")[0]) for node in nodes.get(f"{domain[:4]}.{domain[4]}") or []}
+        if len(classes) == 1:  # one class for every domain of the chain: unambiguous
+            assert row["cath_class"] == classes.pop(), row["name"]
+        else:
+            assert pd.isna(row["cath_class"]) or row["cath_class"] in classes, row["name"]
+    assert frame["cath_class"].notna().sum() >= 10
+    per_class = frame.groupby("cath_class")[["ref_helix", "ref_strand"]].mean()
+    assert {1, 2} <= set(per_class.index)
+    assert per_class.loc[1, "ref_helix"] > per_class.loc[2, "ref_helix"]
+    assert per_class.loc[2, "ref_strand"] > per_class.loc[1, "ref_strand"]
+    lines = printed.splitlines()
+    for cls, n in frame["cath_class"].value_counts().items():
+        assert any(line.startswith(f"{int(cls)} ") and f" {n} " in line for line in lines), (cls, n, printed)
+    with pytest.raises(SystemExit) as usage:
+        main(["eval", "--pred", str(pred), "--ref", str(ref), "--out", str(out), "--by", "cath_class"])
+    assert usage.value.code == 2 and "--labels" in capsys.readouterr().err

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from ptk.errors import PtkError
 
-__all__ = ["DOMAIN_ID", "CathLabels", "read_cath_list", "domain_chain_id"]
+__all__ = ["DOMAIN_ID", "CATH_CLASS_NAMES", "CathLabels", "read_cath_list", "domain_chain_id"]
+
+#: The CATH classes (the first CATH number).
+CATH_CLASS_NAMES: dict[int, str] = {
+    1: "mainly alpha",
+    2: "mainly beta",
+    3: "alpha beta",
+    4: "few secondary structures",
+}
 
 #: A CATH domain id: PDB id, chain letter, two-digit domain number (``1c0pA01``).
 DOMAIN_ID = re.compile(r"^(\d[A-Za-z0-9]{3})([A-Za-z0-9])(\d{2})$")

@@ -100,6 +100,7 @@ __all__ = [
     "pair_files",
     "evaluate_pairs",
     "summarize",
+    "summarize_by",
 ]
 
 #: GDT distance cutoffs in Å; GDT-TS uses the last four, GDT-HA the first four.
@@ -1157,6 +1158,21 @@ def evaluate_pairs(
     frame = pd.DataFrame(rows, columns=columns)
     frame["error"] = frame["error"].astype(object)
     return frame
+
+
+def summarize_by(frame, column: str) -> dict[object, dict[str, dict[str, float]]]:
+    """:func:`summarize` of each group of rows sharing a value of ``column`` (rows without a
+    value form the group ``None``), groups in sorted order, ``None`` last."""
+    return {
+        None if _missing(key) else key: summarize(part)
+        for key, part in frame.groupby(column, dropna=False, sort=True)
+    }
+
+
+def _missing(value: object) -> bool:
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
 
 
 def summarize(frame) -> dict[str, dict[str, float]]:
