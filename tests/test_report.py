@@ -33,14 +33,18 @@ def _ptk(*args: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def report_runs(tmp_path_factory: pytest.TempPathFactory, dompdb_files: list[Path]) -> Path:
+def report_runs(
+    tmp_path_factory: pytest.TempPathFactory, dompdb_files: list[Path], shared_data: Path
+) -> Path:
     """A runs folder with a tiny v13 run (2 epochs, DDIM sampled each epoch), a tiny qfitlatent
     run and a one-epoch contact classifier, all from the real commands."""
     from ptk.datasets import sample_data_dir
 
     root = tmp_path_factory.mktemp("report")
     cath, qfit, runs = root / "shards" / "cath", root / "shards" / "qfit", root / "runs"
-    _ptk("ingest", "cath", *map(str, dompdb_files[:6]), "--out", str(cath), "--scheduler", "synchronous")
+    splits = shared_data / "cath" / "chain_set_splits.json"  # CATH classes (no validation rows)
+    _ptk("ingest", "cath", *map(str, dompdb_files[:6]), "--out", str(cath), "--scheduler", "synchronous",
+         "--splits", str(splits))  # fmt: skip
     _ptk("ingest", "qfit", str(sample_data_dir("altloc")), "--out", str(qfit), "--scheduler", "synchronous")
     common = ["--size", "tiny", "--epochs", "2", "--device", "cpu"]
     _ptk(
@@ -92,6 +96,28 @@ def test_v13_report_sections(v13_report: tuple[Path, str], report_runs: Path) ->
     assert "<script" not in text and "<link" not in text
     # ancestors without runs are named, with the command that would make one
     assert "ptk train --version v12b" in text
+
+
+def test_secondary_structure_by_cath_class(v13_report: tuple[Path, str], report_runs: Path) -> None:
+    """The page's question per class: one row per CATH class of the latest DDIM samples, its
+    count the number of sampled ids of that class in the training shards (read here)."""
+    import collections
+
+    from ptk import shards
+    from ptk.labels import CATH_CLASS_NAMES
+
+    text = v13_report[0].read_text()
+    assert "Did it learn β-sheets?" in text
+    section = text.split('<section id="classes">')[1].split("</table>")[0]
+    latest = max((report_runs / "v13" / "samples").glob("epoch_*"))
+    ids = sorted(p.stem for p in (latest / "ref").glob("*.pdb"))
+    table = shards.read_table(json.loads((report_runs / "v13" / "config.json").read_text())["data"]["train"])
+    cls = dict(zip(table.column("id").to_pylist(), table.column("cath_class").to_pylist(), strict=True))
+    counts = collections.Counter(cls.get(i) for i in ids)
+    assert sum(counts.values()) == len(ids) >= 1
+    for key, n in counts.items():
+        label = "no class" if key is None else f"{key} {CATH_CLASS_NAMES[key]}"
+        assert re.search(rf"<td>{re.escape(label)}</td><td>{n}</td>", section), (label, n, section)
 
 
 def test_training_table_has_one_row_per_epoch(v13_report: tuple[Path, str], report_runs: Path) -> None:

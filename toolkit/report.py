@@ -992,6 +992,91 @@ def _comparison(page: _Page, runs: Sequence[Run], runs_dir: Path, current: Run |
     page.add("compare", "All versions", body)
 
 
+def _run_classes(run: Run) -> dict[str, int]:
+    """id → CATH class of the run's training shards (config.json ``data``); {} when they are
+    gone or are not cath shards."""
+    from ptk import shards
+    from ptk.errors import ShardError
+
+    data = (run.config.get("data") or {}).get("train")
+    try:
+        if not data or shards.read_manifest(data)["kind"] != "cath":
+            return {}
+        table = shards.read_table(data, columns=["id", "cath_class"]).to_pydict()
+    except (OSError, ShardError):
+        return {}
+    return {i: int(c) for i, c in zip(table["id"], table["cath_class"], strict=True) if c is not None}
+
+
+def _by_class(run: Run, sampling: Sampling) -> dict[Any, dict[str, dict[str, float]]]:
+    """Per CATH class: TM, both sides' helix/strand fractions and long-range contact recall of
+    the DDIM samples of ``sampling`` against their references."""
+    import torch
+
+    from ptk.metrics import evaluate_pairs, summarize_by
+
+    pairs = [(r, sampling.ddim / r.name) for r in sorted(sampling.ref.glob("*.pdb"))]
+    pairs = [(r, d) for r, d in pairs if d.is_file()]
+    if not pairs:
+        return {}
+    frame = evaluate_pairs(
+        [str(d) for _, d in pairs], [str(r) for r, _ in pairs], torch.device("cpu"),
+        structure_stats=True, names=[r.stem for r, _ in pairs],
+    )  # fmt: skip
+    classes = _run_classes(run)
+    frame["cath_class"] = frame["name"].map(classes).astype("Int64")
+    return summarize_by(frame, "cath_class")
+
+
+#: The columns of the per-class table (metric, header).
+_CLASS_COLUMNS = (
+    ("tm", "DDIM TM"),
+    ("ref_helix", "ref helix"),
+    ("pred_helix", "sample helix"),
+    ("ref_strand", "ref strand"),
+    ("pred_strand", "sample strand"),
+    ("lr_contact_recall", "LR contact recall"),
+)
+
+
+def _class_section(page: _Page, runs: Sequence[Run], runs_dir: Path, current: Run | None) -> None:
+    """The page's central question, per CATH class and version: do the samples keep the
+    references' β-strands (and helices)?"""
+    from ptk.labels import CATH_CLASS_NAMES
+
+    picked = [pick_run(v, runs_dir, runs) for v in sorted({r.version for r in runs})]
+    if current is not None and all(r is None or r.path != current.path for r in picked):
+        picked.append(current)
+    rows, classes = [], []
+    for r in picked:
+        sampling = latest_samples(r) if r is not None and r.family in DIFFUSION_FAMILIES else None
+        if r is None or sampling is None:
+            continue
+        for key, summary in _by_class(r, sampling).items():
+            label = "no class" if key is None else f"{int(key)} {CATH_CLASS_NAMES.get(int(key), '?')}"
+            n = summary.get("tm", {}).get("n", 0)
+            cells = [_fmt(summary[c]["mean"]) if c in summary else "" for c, _ in _CLASS_COLUMNS]
+            rows.append(
+                [f"<strong>{_e(r.version)}</strong> ({_e(sampling.label)})", _e(label), str(n), *cells]
+            )
+            classes.append("current" if current is not None and r.path == current.path else "")
+    if not rows:
+        if current is not None and current.family in DIFFUSION_FAMILIES:
+            page.add("classes", "Did it learn β-sheets?", page.miss("classes", "no DDIM samples to classify"))
+        return
+    header = ["version (sampling)", "CATH class", "n", *(h for _, h in _CLASS_COLUMNS)]
+    body = (
+        "<p>v13 exists because v12b “learns helices but not β-sheets”. Per version's latest DDIM "
+        "samples and CATH class (from the run's training shards; <em>no class</em> where they hold "
+        "none): helix and strand fractions of the references and of the samples (biotite's Cα "
+        "P-SEA), and the fraction of the references' long-range (|i − j| ≥ 24) Cα contacts the "
+        "samples make. A version that learned β-sheets keeps the mainly-β rows' strand fraction. "
+        "<code>ptk eval --structure-stats --by cath_class</code> gives the same table for any "
+        "folder of samples.</p>" + _table(header, rows, classes, cls="data classes")
+    )
+    page.add("classes", "Did it learn β-sheets? Secondary structure by CATH class", body)
+
+
 def _template() -> string.Template:
     text = (resources.files("ptk.pipelines") / "templates" / "report.html").read_text(encoding="utf-8")
     return string.Template(text)
@@ -1075,6 +1160,7 @@ def build_report(
         _ddim_section(page, run, sampling)
         _structure_section(page, run, sampling, contacts)
         _qfit_section(page, run, chi_panels, chi_note)
+    _class_section(page, runs, runs_dir, run)
     _comparison(page, runs, runs_dir, run)
     if page.missing:
         items = "".join(
