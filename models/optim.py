@@ -40,6 +40,7 @@ __all__ = [
     "build_scheduler",
     "module_matches",
     "clip_by_module",
+    "gradient_cosines",
     "module_grad_norm",
     "EMA",
     "capture_rng",
@@ -108,6 +109,9 @@ class TrainConfig:
     #: the first loss scale of ``amp = fp16`` (GradScaler's init_scale).
     fp16_init_scale: float = 65536.0
     patience: int = 15
+    #: every N optimizer steps, the cosine similarity between the gradients of the weighted loss
+    #: terms (the page's gradient-competition diagnostic) goes to grad_cosine.csv; 0 = never.
+    grad_cosine_every: int = 0
     #: the loss weights of the validation total (early stopping, best.pt): ``final`` = as at the
     #: end of every anneal (bond β, v14's backbone ramp), the same each epoch; ``epoch`` = the
     #: epoch's own, as the page's Val Total.
@@ -230,6 +234,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "restart_epochs": (0.0, math.inf, False),
     "ema_decay": (0.0, 1.0, False),
     "fp16_init_scale": (0.0, math.inf, False),
+    "grad_cosine_every": (0, math.inf, False),
     "patience": (0, math.inf, False),  # 0: no early stop
     "sample_every": (0, math.inf, False),
     "sample_n": (0, math.inf, False),  # 0: the whole validation set
@@ -454,6 +459,31 @@ def clip_by_module(model: nn.Module, clip: Mapping[str, float]) -> dict[str, flo
         if params:
             norms[key] = float(torch.nn.utils.clip_grad_norm_(params, float(clip[key])))
     return norms
+
+
+def gradient_cosines(
+    terms: Mapping[str, Tensor], params: list[nn.Parameter]
+) -> tuple[list[str], Tensor, Tensor]:
+    """Agreement of the loss terms' gradients: each term's gradient over ``params`` (one
+    backward each, the graph kept), then the cosine similarity of every pair.
+
+    Returns:
+        ``(names, cosine [k, k], norm [k])``; a term with no gradient (norm 0) has NaN cosines.
+    """
+    names = list(terms)
+    flat = []
+    for name in names:
+        grads = torch.autograd.grad(terms[name], params, retain_graph=True, allow_unused=True)
+        flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
+                               for g, p in zip(grads, params, strict=True)]))  # fmt: skip
+    stacked = torch.stack(flat)
+    norms = stacked.norm(dim=1)
+    unit = stacked / norms.clamp(min=1e-30)[:, None]
+    cosine = unit @ unit.T
+    dead = norms == 0
+    cosine[dead, :] = math.nan
+    cosine[:, dead] = math.nan
+    return names, cosine, norms
 
 
 # ---------------------------------------------------------------------------------------------

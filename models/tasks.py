@@ -552,6 +552,16 @@ class MiniFoldTask(Task):
             model.unfreeze_encoder()
         return model
 
+    def loss_terms(self, model, batch, *, epoch, generator=None) -> dict[str, Tensor]:
+        """The weighted training terms, in the graph (they sum to the training loss): for the
+        trainer's gradient-agreement diagnostic (``grad_cosine_every``). Denoisers only."""
+        if self.family != "minifold":
+            return {}
+        _, terms = self._mf.training_step_loss(
+            model, batch, self.version_config, epoch, generator=generator, graph_terms=True
+        )
+        return terms
+
     def loss(self, model, batch, *, epoch, step, training, generator=None):
         # Validation weighs the terms as at the end of the anneals (bond β(e), v14's backbone
         # ramp): with epoch-dependent weights the validation total would grow with the epoch by

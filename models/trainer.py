@@ -44,6 +44,7 @@ from ptk.models.optim import (
     capture_rng,
     check_modules,
     clip_by_module,
+    gradient_cosines,
     load_checkpoint,
     module_grad_norm,
     restore_rng,
@@ -52,6 +53,9 @@ from ptk.models.optim import (
 __all__ = ["DistInfo", "Trainer", "setup_distributed", "to_device", "METRIC_TAIL"]
 
 log = logging.getLogger("ptk.train")
+
+#: The gradient-agreement table of ``grad_cosine_every`` (``docs/run-folder.md``).
+GRAD_COSINE_NAME = "grad_cosine.csv"
 
 #: Columns after the loss terms, fixed for every family (``docs/run-folder.md``).
 METRIC_TAIL: tuple[str, ...] = (
@@ -94,6 +98,21 @@ def setup_distributed(device: torch.device) -> DistInfo:
 def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     """Tensors of a collated batch moved to ``device``; everything else (ids) kept."""
     return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+def _drop_rows_after(path: Path, column: int, limit: int) -> None:
+    """Rewrite the CSV at ``path`` (header kept) without the rows whose integer ``column`` is
+    above ``limit``; nothing to do without the file or such rows."""
+    if not path.exists():
+        return
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return
+    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[column]) <= limit]
+    if len(keep) != len(rows):
+        with atomic_writer(path, "w", newline="") as handle:
+            csv.writer(handle).writerows(keep)
 
 
 def _fmt(value: float | None) -> str:
@@ -230,6 +249,7 @@ class Trainer:
             self._seed()
             if self.info.main:  # rows of a run that stopped before its first checkpoint: not ours
                 self.metrics_path.unlink(missing_ok=True)
+                (self.run_dir / GRAD_COSINE_NAME).unlink(missing_ok=True)
             if self.info.world_size > 1:  # every rank starts from rank 0's weights
                 for tensor in list(self.model.parameters()) + list(self.model.buffers()):
                     dist.broadcast(tensor.data, src=0)
@@ -309,17 +329,10 @@ class Trainer:
 
     def _truncate_metrics(self, last_epoch: int) -> None:
         """Drop rows of epochs after the checkpoint (a run killed between the metrics row and
-        the checkpoint would otherwise write that epoch twice)."""
-        if not self.metrics_path.exists():
-            return
-        with open(self.metrics_path, newline="") as handle:
-            rows = list(csv.reader(handle))
-        if not rows:
-            return
-        keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= last_epoch]
-        if len(keep) != len(rows):
-            with atomic_writer(self.metrics_path, "w", newline="") as handle:
-                csv.writer(handle).writerows(keep)
+        the checkpoint would otherwise write that epoch twice), and gradient-agreement rows of
+        steps after it."""
+        _drop_rows_after(self.metrics_path, 0, last_epoch)
+        _drop_rows_after(self.run_dir / GRAD_COSINE_NAME, 1, self.global_step)
 
     def save(self, best: bool) -> None:
         rng = capture_rng()
@@ -473,8 +486,12 @@ class Trainer:
                 log.warning("epoch %d batch %d: non-finite loss or gradient, batch skipped", epoch, i)
             self.model.zero_grad(set_to_none=True)
             if n_micro == cfg.grad_accum or i == total - 1:
+                before = self.global_step
                 skipped += self._optimizer_step(params, acc, n_good)
                 acc, n_good, n_micro = None, 0, 0
+                every = cfg.grad_cosine_every
+                if every and self.global_step != before and self.global_step % every == 0:
+                    self._log_gradient_cosines(epoch, batch)
                 if self.halted:
                     break
             if self.info.main and cfg.progress and terms.counts.get("loss"):
@@ -564,6 +581,31 @@ class Trainer:
         self.ema.update(self.model)
         self.global_step += 1
         return 0
+
+    def _log_gradient_cosines(self, epoch: int, batch: dict[str, Any]) -> None:
+        """Append the cosine similarity of every pair of weighted loss terms' gradients on this
+        batch to ``grad_cosine.csv`` (``grad_cosine_every``), on an RNG stream of its own so the
+        run trains exactly as without it."""
+        if not self.info.main or not hasattr(self.task, "loss_terms"):
+            return
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 104729 + self.global_step)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), self._autocast():
+            terms = self.task.loss_terms(self.model, batch, epoch=epoch, generator=gen)
+            if len(terms) < 2:
+                return
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            names, cosine, norms = gradient_cosines(terms, params)
+        path = self.run_dir / GRAD_COSINE_NAME
+        new = not path.exists() or path.stat().st_size == 0
+        with open(path, "a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(["epoch", "step", "term_a", "term_b", "cosine", "norm_a", "norm_b"])
+            for a in range(len(names)):
+                for b in range(a + 1, len(names)):
+                    writer.writerow([epoch, self.global_step, names[a], names[b], _fmt(float(cosine[a, b])),
+                                     _fmt(float(norms[a])), _fmt(float(norms[b]))])  # fmt: skip
 
     def _overflowed(self) -> bool:
         """fp16: unscale the step's gradients; on inf/NaN skip the step and halve the scale

@@ -808,3 +808,21 @@ def test_the_unconditional_dropout_unit(unit, small_batch):
     kinds = set(seen)
     assert {(True, True), (False, False)} <= kinds
     assert ((True, False) in kinds or (False, True) in kinds) == (unit == "example")
+
+
+@pytest.mark.parametrize("name", ["v13", "v14"])
+def test_weighted_terms_in_the_graph_sum_to_the_training_loss(name, small_batch):
+    """The terms the gradient-agreement diagnostic differentiates one by one are the training
+    loss's own: same batch and seeds, their sum is the loss, each carries a gradient."""
+    cfg = minifold.load_version(name, "tiny")
+    model = minifold.build_model(cfg).train()
+    torch.manual_seed(0)
+    loss, _ = minifold.training_step_loss(
+        model, small_batch, cfg, epoch=3, generator=torch.Generator().manual_seed(5)
+    )
+    torch.manual_seed(0)
+    _, terms = minifold.training_step_loss(
+        model, small_batch, cfg, epoch=3, generator=torch.Generator().manual_seed(5), graph_terms=True
+    )
+    assert len(terms) >= 5 and all(t.requires_grad for t in terms.values())
+    assert float(sum(terms.values()).detach()) == pytest.approx(float(loss.detach()), rel=1e-5)

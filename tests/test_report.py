@@ -58,6 +58,8 @@ def report_runs(
         *common,
         "--set",
         "encoder=random",
+        "--set",
+        "grad_cosine_every=1",
     )
     _ptk("train", "--version", "qfitlatent", "--data", str(qfit), "--out", str(runs / "qfit-try1"), *common)
     one = ["--size", "tiny", "--epochs", "1", "--device", "cpu"]
@@ -118,6 +120,31 @@ def test_secondary_structure_by_cath_class(v13_report: tuple[Path, str], report_
     for key, n in counts.items():
         label = "no class" if key is None else f"{key} {CATH_CLASS_NAMES[key]}"
         assert re.search(rf"<td>{re.escape(label)}</td><td>{n}</td>", section), (label, n, section)
+
+
+def test_gradient_agreement_section(v13_report: tuple[Path, str], report_runs: Path) -> None:
+    """grad_cosine.csv (grad_cosine_every=1) becomes a table: one row per pair of loss terms, the
+    mean cosine of the first and the last epoch as read from the CSV here."""
+    import csv
+    import statistics
+
+    from ptk.report import _fmt
+
+    with open(report_runs / "v13" / "grad_cosine.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    epochs = sorted({int(r["epoch"]) for r in rows})
+    pairs = list(dict.fromkeys((r["term_a"], r["term_b"]) for r in rows))
+    assert len(pairs) >= 10 and epochs == [1, 2]
+    section = v13_report[0].read_text().split('<section id="gradcos">')[1].split("</table>")[0]
+    for a, b in pairs:
+        means = [
+            statistics.fmean(
+                float(r["cosine"]) for r in rows if (r["term_a"], r["term_b"], r["epoch"]) == (a, b, str(e))
+            )
+            for e in epochs
+        ]
+        cells = "".join(f"<td>{_fmt(m)}</td>" for m in means)  # the page's number format
+        assert f"<td>{a}</td><td>{b}</td>{cells}" in section, (a, b, means)
 
 
 def test_training_table_has_one_row_per_epoch(v13_report: tuple[Path, str], report_runs: Path) -> None:

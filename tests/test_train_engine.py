@@ -432,3 +432,60 @@ def test_every_group_decays_to_min_lr_as_the_page_says() -> None:
         assert {k: ends[k] for k in expected} == pytest.approx(expected, rel=1e-6), ends
         assert ends["pair_stack/no_decay"] == pytest.approx(expected["pair_stack"], rel=1e-6)
         assert all(fn is None for fn in sched.state_dict()["lr_lambdas"])  # nothing to unpickle
+
+
+def test_gradient_cosines_against_hand_computed_gradients() -> None:
+    """Two terms with opposite gradients have cosine -1; a third's gradient is known in closed
+    form; a term that does not touch the parameters has NaN cosines."""
+    from ptk.models.optim import gradient_cosines
+
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    x = torch.tensor([3.0, -1.0])
+    terms = {
+        "up": (w @ x) ** 2,  # gradient 2 (w.x) x = 2 * 1 * x
+        "down": -((w @ x) ** 2),
+        "sum": w.sum() * 1.0,  # gradient (1, 1)
+        "none": torch.tensor(1.0, requires_grad=True) * 2.0,
+    }
+    names, cosine, norms = gradient_cosines(terms, [w])
+    assert names == ["up", "down", "sum", "none"]
+    assert cosine[0, 1].item() == pytest.approx(-1.0)
+    expected = float((x @ torch.ones(2)) / (x.norm() * torch.ones(2).norm()))
+    assert cosine[0, 2].item() == pytest.approx(expected)
+    assert norms[0].item() == pytest.approx(float(2 * x.norm())) and norms[3].item() == 0.0
+    assert math.isnan(cosine[3, 0].item()) and math.isnan(cosine[0, 3].item())
+
+
+class ToyTermsTask(ToyTask):
+    def loss_terms(self, model, batch, *, epoch, generator=None):
+        pred = model(batch["x"] + torch.randn(batch["x"].shape, generator=generator) * 0.01)
+        return {
+            "mse": ((pred - batch["y"]) ** 2).mean(),
+            "reg": 1e-3 * sum((p**2).sum() for p in model.parameters()),
+        }
+
+
+def test_gradient_agreement_is_logged_without_changing_the_run(tmp_path: Path) -> None:
+    """grad_cosine_every = 1 writes one grad_cosine.csv row per step and term pair, and the
+    run's metrics are those of the same run without it (its own RNG stream); a resume drops the
+    rows after its checkpoint."""
+    _run(tmp_path / "plain", _cfg(), ToyTermsTask())
+    _run(tmp_path / "logged", _cfg(grad_cosine_every=1), ToyTermsTask())
+    plain, logged = _rows(tmp_path / "plain"), _rows(tmp_path / "logged")
+    for a, b in zip(plain, logged, strict=True):
+        assert {k: v for k, v in a.items() if k != "wall_time_s"} == {
+            k: v for k, v in b.items() if k != "wall_time_s"
+        }
+    with open(tmp_path / "logged" / "grad_cosine.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    steps = 3 * math.ceil(math.ceil(22 / 4) / 2)
+    assert [int(r["step"]) for r in rows] == list(range(1, steps + 1))
+    assert all((r["term_a"], r["term_b"]) == ("mse", "reg") for r in rows)
+    assert all(-1.0 <= float(r["cosine"]) <= 1.0 and float(r["norm_a"]) > 0 for r in rows)
+    cut = tmp_path / "cut"
+    _run(cut, _cfg(grad_cosine_every=1, halt_after=1), ToyTermsTask())
+    with open(cut / "grad_cosine.csv", "a") as handle:  # a step logged after the checkpoint
+        handle.write("2,99,mse,reg,0.5,1,1\n")
+    _run(cut, _cfg(grad_cosine_every=1), ToyTermsTask(), resume=True)
+    with open(cut / "grad_cosine.csv", newline="") as handle:
+        assert [int(r["step"]) for r in csv.DictReader(handle)] == list(range(1, steps + 1))

@@ -992,6 +992,33 @@ def _comparison(page: _Page, runs: Sequence[Run], runs_dir: Path, current: Run |
     page.add("compare", "All versions", body)
 
 
+def _gradient_agreement(page: _Page, run: Run) -> None:
+    """``grad_cosine.csv`` (``--set grad_cosine_every=N``): the mean cosine between each pair of
+    weighted loss terms' gradients, in the first and the last epoch logged."""
+    import pandas as pd
+
+    path = run.path / "grad_cosine.csv"
+    if not path.is_file():
+        return
+    frame = pd.read_csv(path)
+    if frame.empty:
+        return
+    first, last = int(frame["epoch"].min()), int(frame["epoch"].max())
+    mean = frame.groupby(["term_a", "term_b", "epoch"])["cosine"].mean()
+    rows = []
+    for (a, b), _ in frame.groupby(["term_a", "term_b"], sort=False):
+        cells = [_fmt(mean.get((a, b, e), math.nan)) for e in (first, last)]
+        rows.append([_e(a), _e(b), *cells])
+    header = ["term", "term", f"mean cosine, epoch {first}", f"mean cosine, epoch {last}"]
+    body = (
+        "<p>Cosine similarity between the gradients of two weighted loss terms over the trainable "
+        "parameters, every <code>grad_cosine_every</code> steps (<code>grad_cosine.csv</code>): "
+        "negative values are terms pulling against each other, the page's gradient competition.</p>"
+        + _table(header, rows, cls="data gradcos")
+    )
+    page.add("gradcos", "Gradient agreement between loss terms", body)
+
+
 def _run_classes(run: Run) -> dict[str, int]:
     """id → CATH class of the run's training shards (config.json ``data``); {} when they are
     gone or are not cath shards."""
@@ -1156,6 +1183,7 @@ def build_report(
         parent_run = pick_run(parent, runs_dir, runs) if parent else None
         _training_table(page, run, parent_run)
         _loss_curves(page, run, info, runs, runs_dir)
+        _gradient_agreement(page, run)
         sampling = latest_samples(run)
         _ddim_section(page, run, sampling)
         _structure_section(page, run, sampling, contacts)

@@ -74,7 +74,12 @@ def _mean(x: Tensor) -> Tensor:
 
 
 def _denoiser_loss(
-    model: MiniFold, batch: dict[str, Any], cfg: VersionConfig, epoch: int, generator: torch.Generator | None
+    model: MiniFold,
+    batch: dict[str, Any],
+    cfg: VersionConfig,
+    epoch: int,
+    generator: torch.Generator | None,
+    graph_terms: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     lcfg: MiniFoldLossConfig = cfg.loss  # type: ignore[assignment]
     d = model.cfg.diffusion
@@ -172,6 +177,8 @@ def _denoiser_loss(
             weights.update({name: ramp * getattr(lcfg, name) for name in BACKBONE_TERMS})
             extra["bb_ramp"] = torch.tensor(ramp)
         total = sum(weights[name] * value for name, value in terms.items())
+    if graph_terms:  # the weighted terms themselves, still in the graph (gradient diagnostics)
+        return total, {name: weights[name] * value for name, value in terms.items() if weights[name] != 0}
     out_terms = {k: v.detach() for k, v in terms.items()}
     out_terms.update(extra)
     return total, out_terms
@@ -183,8 +190,11 @@ def training_step_loss(
     cfg: VersionConfig,
     epoch: int,
     generator: torch.Generator | None = None,
+    graph_terms: bool = False,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """One step's weighted loss and its detached terms, for a ``collate_cath`` batch.
+    """One step's weighted loss and its detached terms, for a ``collate_cath`` batch
+    (``graph_terms``: the weighted terms with their graph instead, those of non-zero weight,
+    which sum to the loss; denoisers only).
 
     Denoisers: sample t ~ U{0…T−1} and centred noise, noise the centred Cα trace, (training
     mode) drop the sequence to MASK tokens with ``p_uncond``, self-condition with
@@ -199,7 +209,7 @@ def training_step_loss(
         return classifier_loss(model(batch), batch, cfg.loss)  # type: ignore[arg-type]
     if not isinstance(model, MiniFold):
         raise ConfigError(f"version {cfg.name} needs a MiniFold model, got {type(model).__name__}")
-    return _denoiser_loss(model, batch, cfg, epoch, generator)
+    return _denoiser_loss(model, batch, cfg, epoch, generator, graph_terms)
 
 
 def compute_loss(
