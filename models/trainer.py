@@ -115,7 +115,7 @@ def _drop_rows_after(path: Path, column: int, limit: int) -> None:
             csv.writer(handle).writerows(keep)
 
 
-def _fmt(value: float | None) -> str:
+def _csv_num(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     return f"{value:.7g}"
@@ -604,8 +604,8 @@ class Trainer:
                 writer.writerow(["epoch", "step", "term_a", "term_b", "cosine", "norm_a", "norm_b"])
             for a in range(len(names)):
                 for b in range(a + 1, len(names)):
-                    writer.writerow([epoch, self.global_step, names[a], names[b], _fmt(float(cosine[a, b])),
-                                     _fmt(float(norms[a])), _fmt(float(norms[b]))])  # fmt: skip
+                    values = (float(cosine[a, b]), float(norms[a]), float(norms[b]))
+                    writer.writerow([epoch, self.global_step, names[a], names[b], *map(_csv_num, values)])
 
     def _overflowed(self) -> bool:
         """fp16: unscale the step's gradients; on inf/NaN skip the step and halve the scale
@@ -758,7 +758,7 @@ class Trainer:
             cells = []
             for col in self.header:
                 value = row.get(col)
-                cells.append(value if isinstance(value, str | int) else _fmt(value))
+                cells.append(value if isinstance(value, str | int) else _csv_num(value))
             writer.writerow(cells)
             handle.flush()
             os.fsync(handle.fileno())

@@ -37,7 +37,7 @@ def _device(name: str):
     return torch.device(name)
 
 
-def _format(value: float) -> str:
+def _dec4(value: float) -> str:
     return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
@@ -161,7 +161,7 @@ def eval_command(
         click.echo(f"{'metric':<{width}} {'mean':>8} {'median':>8} {'n':>6}")
         for metric, stats in summary.items():
             click.echo(
-                f"{metric:<{width}} {_format(stats['mean']):>8} {_format(stats['median']):>8} {stats['n']:>6}"
+                f"{metric:<{width}} {_dec4(stats['mean']):>8} {_dec4(stats['median']):>8} {stats['n']:>6}"
             )
     if classes is not None:
         _print_by_class(frame)
@@ -211,7 +211,7 @@ def _print_by_class(frame) -> None:
     for key, summary in groups.items():
         label = "no class" if key is None else f"{int(key)} {CATH_CLASS_NAMES.get(int(key), '?')}"
         n = summary["tm"]["n"] if "tm" in summary else 0
-        cells = " ".join(f"{_format(summary[c]['mean']) if c in summary else 'nan':>17}" for c in columns)
+        cells = " ".join(f"{_dec4(summary[c]['mean']) if c in summary else 'nan':>17}" for c in columns)
         click.echo(f"{label:<28} {n:>4} {cells}")
     click.echo("(means over the scored pairs of each class)")
 

@@ -128,7 +128,7 @@ def test_gradient_agreement_section(v13_report: tuple[Path, str], report_runs: P
     import csv
     import statistics
 
-    from ptk.report import _fmt
+    from ptk.report import _cell
 
     with open(report_runs / "v13" / "grad_cosine.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -143,7 +143,7 @@ def test_gradient_agreement_section(v13_report: tuple[Path, str], report_runs: P
             )
             for e in epochs
         ]
-        cells = "".join(f"<td>{_fmt(m)}</td>" for m in means)  # the page's number format
+        cells = "".join(f"<td>{_cell(m)}</td>" for m in means)  # the page's number format
         assert f"<td>{a}</td><td>{b}</td>{cells}" in section, (a, b, means)
 
 

@@ -632,7 +632,7 @@ def cath_files_rows(
             if isinstance(row, Exception):
                 result.rejects.append(_reject(result.path, row_id, "features", row))
                 continue
-            _label(row, row_id, chain_id, result.path, result.sha256, labels, None)
+            _set_identity_and_labels(row, row_id, chain_id, result.path, result.sha256, labels, None)
             result.rows.append(row)
     return results
 
@@ -683,7 +683,7 @@ def _cath_file_chains(
     return result, plan
 
 
-def _label(
+def _set_identity_and_labels(
     row: dict,
     row_id: str,
     chain_id: str,
@@ -877,7 +877,7 @@ def _json_rows(
         if isinstance(row, Exception):
             result.rejects.append(_reject(source, row_id, "parse", row))
             continue
-        _label(row, row_id, chain_id, source, digest, labels, own_nodes)
+        _set_identity_and_labels(row, row_id, chain_id, source, digest, labels, own_nodes)
         result.rows.append(row)
     if not result.rows and not result.rejects and byte_range is None:
         result.rejects.append(Reject(source, None, "parse", "StructureError", "no entries in JSON file"))

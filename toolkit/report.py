@@ -284,7 +284,7 @@ class Report:
 _e = html.escape
 
 
-def _fmt(value: Any, column: str = "") -> str:
+def _cell(value: Any, column: str = "") -> str:
     """A table cell: empty for NaN/None, ints as ints, LR in scientific notation, else 4 sig."""
     if value is None:
         return ""
@@ -538,7 +538,7 @@ def _highlights(run: Run, parent_run: Run | None) -> str:
         return ""
     first = float(frame["val_loss"].iloc[0])
     value = float(best["val_loss"])
-    out = [f"Best validation total {_fmt(value)} at epoch {int(best['epoch'])} of {len(frame)}"]
+    out = [f"Best validation total {_cell(value)} at epoch {int(best['epoch'])} of {len(frame)}"]
     if int(best["epoch"]) > int(frame["epoch"].iloc[0]) and first > 0:
         out[-1] += f", {100 * (first - value) / first:.0f}% below epoch {int(frame['epoch'].iloc[0])}"
     last = str(frame["status"].iloc[-1]).strip() if "status" in frame else ""
@@ -549,11 +549,11 @@ def _highlights(run: Run, parent_run: Run | None) -> str:
     if "ddim_tm" in frame and frame["ddim_tm"].notna().any():
         measured = frame[frame["ddim_tm"].notna()]
         top = measured.loc[measured["ddim_tm"].idxmax()]
-        out.append(f"the best DDIM TM-score so far is {_fmt(top['ddim_tm'])} (epoch {int(top['epoch'])})")
+        out.append(f"the best DDIM TM-score so far is {_cell(top['ddim_tm'])} (epoch {int(top['epoch'])})")
     if parent_run is not None and parent_run.best_row is not None and "val_loss" in parent_run.metrics:
         theirs = parent_run.best_row["val_loss"]
         out.append(
-            f"for reference, the parent {_e(parent_run.version)}'s best validation total is {_fmt(theirs)} "
+            f"for reference, the parent {_e(parent_run.version)}'s best validation total is {_cell(theirs)} "
             f"(epoch {int(parent_run.best_row['epoch'])}, <code>{_e(str(parent_run.path))}</code>)"
         )
     return '<p class="highlights">' + "; ".join(out) + ".</p>"
@@ -621,14 +621,14 @@ def _training_table(page: _Page, run: Run, runs_for_parent: Run | None = None) -
                     f'<span class="{klass}">{_e(status)}</span>' if status and status != "nan" else ""
                 )
             else:
-                cells.append(_fmt(v, c))
+                cells.append(_cell(v, c))
         rows.append(cells)
         classes.append(("best " if status == "NEW BEST" else "") + ("overall-best" if i == best else ""))
     n = len(frame)
     best_txt = ""
     if best is not None:
         b = frame.loc[best]
-        val = _fmt(b.get("val_loss"), "val_loss")
+        val = _cell(b.get("val_loss"), "val_loss")
         best_txt = f" Best epoch: <strong>{int(b['epoch'])}</strong> (val total {val})."
     highlights = _highlights(run, runs_for_parent)
     intro = highlights + (
@@ -721,10 +721,10 @@ def _ddim_section(page: _Page, run: Run, sampling: Sampling | None) -> Any:
                     _e(str(method)),
                     _METRIC_NAMES[m],
                     str(len(vals)),
-                    _fmt(vals.mean()),
-                    _fmt(vals.median()),
-                    _fmt(vals.min()),
-                    _fmt(vals.max()),
+                    _cell(vals.mean()),
+                    _cell(vals.median()),
+                    _cell(vals.min()),
+                    _cell(vals.max()),
                 ]
             )
     parts = [
@@ -894,9 +894,11 @@ def _qfit_section(page: _Page, run: Run, chi_panels: Sequence[ChiPanel], note: s
     if frame is not None and len(frame):
         best = run.best_row if run.best_row is not None else frame.iloc[-1]
         header = ["", "val NLL"] + [f"χ{c[-1]} accuracy" for c in acc_cols]
-        cells = [_fmt(best.get("val_nll", best.get("val_loss")))] + [_fmt(best.get(c)) for c in acc_cols]
+        cells = [_cell(best.get("val_nll", best.get("val_loss")))] + [_cell(best.get(c)) for c in acc_cols]
         last = frame.iloc[-1]
-        last_cells = [_fmt(last.get("val_nll", last.get("val_loss")))] + [_fmt(last.get(c)) for c in acc_cols]
+        last_cells = [_cell(last.get("val_nll", last.get("val_loss")))] + [
+            _cell(last.get(c)) for c in acc_cols
+        ]
         parts.append(
             "<p>Occupancy-weighted von Mises mixture NLL over the valid validation residues "
             "(≥ 2 conformers, ≥ 1 defined χ) and the top-mode χ accuracy (μ of the heaviest component "
@@ -960,12 +962,12 @@ def _comparison(page: _Page, runs: Sequence[Run], runs_dir: Path, current: Run |
                 measured = frame[frame["ddim_tm"].notna()]
                 at = measured[measured["epoch"] <= (best["epoch"] if best is not None else 1e9)]
                 pick = (at if len(at) else measured).iloc[-1]
-                tm = f'{_fmt(pick["ddim_tm"])} <span class="small">(E{int(pick["epoch"])})</span>'
-                gdt = _fmt(pick.get("ddim_gdt_ts"))
+                tm = f'{_cell(pick["ddim_tm"])} <span class="small">(E{int(pick["epoch"])})</span>'
+                gdt = _cell(pick.get("ddim_gdt_ts"))
             src = best if best is not None else frame.iloc[-1]
             for c in ("val_nll", "val_chi_acc_1", "val_chi_acc_2", "class_acc", "arch_acc", "contact_recall"):
-                if c in frame and not _fmt(src.get(c)) == "":
-                    fam.append(f"{c.removeprefix('val_')} {_fmt(src.get(c))}")
+                if c in frame and not _cell(src.get(c)) == "":
+                    fam.append(f"{c.removeprefix('val_')} {_cell(src.get(c))}")
         params = r.config.get("n_params")
         rows.append(
             [
@@ -975,7 +977,7 @@ def _comparison(page: _Page, runs: Sequence[Run], runs_dir: Path, current: Run |
                 f"{params:,}" if isinstance(params, int) else "",
                 str(r.n_epochs),
                 str(int(best["epoch"])) if best is not None else "",
-                _fmt(best.get("val_loss")) if best is not None else "",
+                _cell(best.get("val_loss")) if best is not None else "",
                 tm,
                 gdt,
                 _e(", ".join(fam)),
@@ -1007,7 +1009,7 @@ def _gradient_agreement(page: _Page, run: Run) -> None:
     mean = frame.groupby(["term_a", "term_b", "epoch"])["cosine"].mean()
     rows = []
     for (a, b), _ in frame.groupby(["term_a", "term_b"], sort=False):
-        cells = [_fmt(mean.get((a, b, e), math.nan)) for e in (first, last)]
+        cells = [_cell(mean.get((a, b, e), math.nan)) for e in (first, last)]
         rows.append([_e(a), _e(b), *cells])
     header = ["term", "term", f"mean cosine, epoch {first}", f"mean cosine, epoch {last}"]
     body = (
@@ -1082,7 +1084,7 @@ def _class_section(page: _Page, runs: Sequence[Run], runs_dir: Path, current: Ru
         for key, summary in _by_class(r, sampling).items():
             label = "no class" if key is None else f"{int(key)} {CATH_CLASS_NAMES.get(int(key), '?')}"
             n = summary.get("tm", {}).get("n", 0)
-            cells = [_fmt(summary[c]["mean"]) if c in summary else "" for c, _ in _CLASS_COLUMNS]
+            cells = [_cell(summary[c]["mean"]) if c in summary else "" for c, _ in _CLASS_COLUMNS]
             rows.append(
                 [f"<strong>{_e(r.version)}</strong> ({_e(sampling.label)})", _e(label), str(n), *cells]
             )
@@ -1224,7 +1226,7 @@ def _summary_line(version: str, run: Run | None) -> str:
     best = run.best_row
     text = f"{_e(run.family)} · size {_e(str(run.config.get('size', '?')))} · {run.n_epochs} epoch(s)"
     if best is not None:
-        text += f" · best epoch {int(best['epoch'])}, val total {_fmt(best.get('val_loss'))}"
+        text += f" · best epoch {int(best['epoch'])}, val total {_cell(best.get('val_loss'))}"
         if "ddim_tm" in run.metrics and run.metrics["ddim_tm"].notna().any():
-            text += f" · last DDIM TM {_fmt(run.metrics['ddim_tm'].dropna().iloc[-1])}"
+            text += f" · last DDIM TM {_cell(run.metrics['ddim_tm'].dropna().iloc[-1])}"
     return text

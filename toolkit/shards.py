@@ -641,7 +641,7 @@ class _ShardDataset:
         }
 
 
-def _label(value: Any) -> int:
+def _code_or_unknown(value: Any) -> int:
     return -1 if value is None else int(value)
 
 
@@ -716,10 +716,10 @@ class CathDataset(_ShardDataset):
             chi=torch.from_numpy(chi),
             chi_mask=torch.from_numpy(chi_mask),
             contacts=torch.from_numpy(np.ascontiguousarray(contacts)),
-            cath_class=torch.tensor(_label(row["cath_class"])),
-            cath_architecture=torch.tensor(_label(row["cath_architecture"])),
-            cath_topology=torch.tensor(_label(row["cath_topology"])),
-            cath_homology=torch.tensor(_label(row["cath_homology"])),
+            cath_class=torch.tensor(_code_or_unknown(row["cath_class"])),
+            cath_architecture=torch.tensor(_code_or_unknown(row["cath_architecture"])),
+            cath_topology=torch.tensor(_code_or_unknown(row["cath_topology"])),
+            cath_homology=torch.tensor(_code_or_unknown(row["cath_homology"])),
         )
         for name in ("phi", "psi", "omega"):
             item[name] = torch.from_numpy(row[name][w].astype(np.float32))
