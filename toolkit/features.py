@@ -541,7 +541,7 @@ class Reject:
 
     input: str
     item: str | None
-    stage: str  # "read" | "parse" | "features" | "filter" | "dedupe"
+    stage: str  # "read" | "parse" | "features" | "filter" | "dedupe" | "write" | "worker"
     error_class: str
     message: str
 

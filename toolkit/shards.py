@@ -205,7 +205,10 @@ REJECTS_SCHEMA: Final[pa.Schema] = pa.schema(
         pa.field("input", _STR, nullable=False, metadata={"doc": "input path as given"}),
         pa.field("item", _STR, metadata={"doc": "chain or entry within the input; null = the whole file"}),
         pa.field(
-            "stage", _STR, nullable=False, metadata={"doc": "read | parse | features | filter | dedupe"}
+            "stage",
+            _STR,
+            nullable=False,
+            metadata={"doc": "read | parse | features | filter | dedupe | write | worker"},
         ),
         pa.field("error_class", _STR, nullable=False),
         pa.field("message", _STR, nullable=False),
