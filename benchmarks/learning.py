@@ -166,7 +166,7 @@ def contact_scores(prob: torch.Tensor, batch: dict[str, Any]) -> dict[str, list[
 
 
 def contact_classifier_figures(run: Path, train_data: Path, held_out: Path | None, device: str) -> dict:
-    from ptk.pipelines.sample import load_run_model
+    from ptk.models.runs import load_run_model
 
     dev = torch.device(device)
     task, model, config = load_run_model(run, "last", dev)
@@ -276,7 +276,7 @@ def untrained_model(task: Any, trained: Any, device: torch.device) -> Any:
 def minifold_figures(
     version: str, run: Path, train_data: Path, held_out: Path | None, out: Path, device: str
 ) -> dict[str, Any]:
-    from ptk.pipelines.sample import load_run_model
+    from ptk.models.runs import load_run_model
     from ptk.plots import read_metrics
 
     dev = torch.device(device)

@@ -169,7 +169,7 @@ def _load_ema(version: str, run_dir: Path, overrides: Mapping[str, str], device:
 
 
 def _device(name: str) -> torch.device:
-    from ptk.pipelines.train import resolve_device
+    from ptk.models.runs import resolve_device
 
     return resolve_device(name)
 

@@ -79,7 +79,7 @@ def version_info(version: str) -> Any:
 
 def _validation_set(run: Any, task: Any) -> Any:
     """The run's validation chains, split as training split them (crop "first")."""
-    from ptk.pipelines.train import build_datasets
+    from ptk.models.runs import build_datasets
 
     data = run.config.get("data") or {}
     train_path = Path(data.get("train") or "")
@@ -96,7 +96,7 @@ def contact_predictions(run: Any, n: int = 2) -> tuple[list[Any], str | None]:
     """Predicted contact probabilities of the contact classifier on ``n`` validation chains."""
     import torch
 
-    from ptk.pipelines.sample import load_run_model
+    from ptk.models.runs import load_run_model
     from ptk.report import ContactPrediction
 
     task, model, _ = load_run_model(run.path, "best", "cpu")
@@ -122,7 +122,7 @@ def chi_panels(run: Any, n_residues: int = 3, n_draws: int = 400) -> tuple[list[
     import torch
 
     from ptk.models.qfitlatent import mixture_from_outputs
-    from ptk.pipelines.sample import load_run_model
+    from ptk.models.runs import load_run_model
     from ptk.report import ChiPanel
 
     task, model, _ = load_run_model(run.path, "best", "cpu")

@@ -4,12 +4,11 @@ For each reference chain of ``--data`` (the first ``--n``), the sampler draws a 
 reference's length and sequence with DDIM (``--steps``, ``--eta``, classifier-free ``--guidance``)
 and writes ``OUT/<id>.pdb`` (N/Cα/C/O where the version predicts them, Cα otherwise), the
 reference as ``OUT/ref/<id>.pdb``, the one-step x0 prediction as ``OUT/x0/<id>.pdb`` and the
-scores as ``OUT/samples.csv``, so ``ptk eval --pred OUT --ref OUT/ref`` scores the samples.
+scores as ``OUT/summary/samples.csv``, so ``ptk eval --pred OUT --ref OUT/ref`` scores the samples.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -18,41 +17,11 @@ from typing import Any
 import click
 
 from ptk.errors import ConfigError, PtkError
+from ptk.models.runs import load_run_model
 
 __all__ = ["sample", "run_sampling", "load_run_model"]
 
 log = logging.getLogger("ptk.sample")
-
-
-def _checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
-    if checkpoint in ("best", "last"):
-        return run_dir / "checkpoints" / f"{checkpoint}.pt"
-    return Path(checkpoint)
-
-
-def load_run_model(run_dir: str | os.PathLike[str], checkpoint: str = "best", device: Any = "cpu"):
-    """(task, EMA model in eval mode, config dict) of a run folder written by ``ptk train``."""
-    import torch
-
-    from ptk.models.optim import load_checkpoint
-    from ptk.models.tasks import get_task
-
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise PtkError(f"{run_dir}: not a run folder (no config.json)")
-    config = json.loads(config_path.read_text())
-    task = get_task(config["version"], config["size"], config.get("overrides", {}))
-    path = _checkpoint_path(run_dir, checkpoint)
-    if checkpoint == "best" and not path.is_file():
-        path = _checkpoint_path(run_dir, "last")
-    state = load_checkpoint(path, map_location=device)
-    torch.manual_seed(0)
-    model = task.build_model()
-    model.load_state_dict(state["ema"]["module"] if "ema" in state else state["model"])
-    model.to(device).eval()
-    log.info("loaded EMA weights of %s (epoch %s) from %s", config["version"], state.get("epoch"), path)
-    return task, model, config
 
 
 def run_sampling(
@@ -74,7 +43,7 @@ def run_sampling(
     ``guidance`` default to the run's version's (``sample_eta``, ``sample_guidance``)."""
     import torch
 
-    from ptk.pipelines.train import resolve_device
+    from ptk.models.runs import resolve_device
 
     dev = resolve_device(device)
     task, model, config = load_run_model(run, checkpoint, dev)
