@@ -286,7 +286,16 @@ def test_ctrl_c_on_the_default_cluster_is_one_line_and_resumes(
         for f in sorted((shared_data / "cath" / "dompdb").iterdir()):
             shutil.copy(f, inputs / f"{f.name}_{k}.pdb")
     out = tmp_path / "shards"
-    cmd = [sys.executable, "-m", "ptk.pipelines.cli", "ingest", "cath", str(inputs), "--out", str(out),
+    # as on a terminal: Ctrl-C at its default, even where pytest itself was started in the
+    # background (a shell starts background jobs with SIGINT ignored, which children inherit)
+    terminal = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from ptk.pipelines.cli import main\n"
+        "sys.argv = ['ptk', *sys.argv[1:]]\n"
+        "main()\n"
+    )
+    cmd = [sys.executable, "-c", terminal, "ingest", "cath", str(inputs), "--out", str(out),
            "--workers", "2", "--shard-rows", "10"]  # fmt: skip
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
