@@ -127,7 +127,9 @@ def eval_command(
         raise PtkError(f"--out {out_path}: the table must end in .csv or .parquet")
     if by is not None and labels is None:
         raise click.UsageError("--by cath_class needs --labels SHARDS (a cath shard dataset)")
-    classes = _cath_classes(labels) if by is not None else None
+    from ptk.shards import cath_classes
+
+    classes = cath_classes(labels) if by is not None else None
     torch_device = _device(device)
     rows = [r for r in pair_files(pred_dir, ref_dir) if not _skipped(r[1] or r[2])]
     if not rows:
@@ -169,17 +171,6 @@ def eval_command(
         click.echo(f"  not scored: {row['name']}: {row['error']}", err=True)
     if failed > 10:
         click.echo(f"  ... and {failed - 10} more (see the error column)", err=True)
-
-
-def _cath_classes(labels: Path) -> dict[str, int]:
-    """id → CATH class of the rows of the shard dataset ``labels`` that have one."""
-    from ptk import shards
-
-    kind = shards.read_manifest(labels)["kind"]
-    if kind != "cath":
-        raise PtkError(f"--labels {labels}: {kind} shards have no CATH class; give a cath shard dataset")
-    table = shards.read_table(labels, columns=["id", "cath_class"]).to_pydict()
-    return {i: int(c) for i, c in zip(table["id"], table["cath_class"], strict=True) if c is not None}
 
 
 def _class_of(name: str, classes: dict[str, int]) -> int | None:

@@ -1029,12 +1029,9 @@ def _run_classes(run: Run) -> dict[str, int]:
 
     data = (run.config.get("data") or {}).get("train")
     try:
-        if not data or shards.read_manifest(data)["kind"] != "cath":
-            return {}
-        table = shards.read_table(data, columns=["id", "cath_class"]).to_pydict()
+        return shards.cath_classes(data) if data else {}
     except (OSError, ShardError):
         return {}
-    return {i: int(c) for i, c in zip(table["id"], table["cath_class"], strict=True) if c is not None}
 
 
 def _by_class(run: Run, sampling: Sampling) -> dict[Any, dict[str, dict[str, float]]]:

@@ -55,6 +55,7 @@ __all__ = [
     "write_parquet_atomic",
     "PartWriter",
     "parquet_writer",
+    "cath_classes",
     "read_manifest",
     "part_paths",
     "read_table",
@@ -415,6 +416,16 @@ def write_parquet_atomic(
 
 # --------------------------------------------------------------------------------------------
 # Reading whole tables (tests, notebooks, analysis)
+
+
+def cath_classes(path: str | PathLike[str]) -> dict[str, int]:
+    """id → CATH class of the rows of the cath shard dataset at ``path`` that have one;
+    ShardError for another kind (qfit rows have no CATH class)."""
+    kind = read_manifest(path)["kind"]
+    if kind != "cath":
+        raise ShardError(f"{path}: {kind} shards have no CATH class; give a cath shard dataset")
+    table = read_table(path, columns=["id", "cath_class"]).to_pydict()
+    return {i: int(c) for i, c in zip(table["id"], table["cath_class"], strict=True) if c is not None}
 
 
 def read_manifest(path: str | PathLike[str]) -> dict[str, Any]:
