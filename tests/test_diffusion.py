@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,6 +53,35 @@ def test_schedule_shape_and_monotone():
     assert torch.allclose(lin.betas[[0, -1]], torch.tensor([1e-4, 0.02], dtype=torch.float64))
     with pytest.raises(ConfigError, match="allowed: cosine, linear"):
         NoiseSchedule(1000, "sigmoid")
+
+
+def _cosine_snr_closed_form(t: np.ndarray, shift: float = 1.0, s: float = 0.008) -> np.ndarray:
+    """SNR of Nichol & Dhariwal's cosine schedule at the step after t (index t of ᾱ is step
+    t + 1), times ``shift``: ᾱ(u) = f(u)/f(0), f(u) = cos²((u + s)/(1 + s)·π/2)."""
+    f = lambda u: np.cos((u + s) / (1 + s) * np.pi / 2) ** 2  # noqa: E731
+    ab = f((t + 1) / 1000) / f(0.0)
+    return shift * ab / (1 - ab)
+
+
+def test_cosine_reproduces_the_pages_frame_confidence_and_shifted_its_snr_crossing():
+    """The page gives two handles on its schedule: v11's post-mortem measured 57.7% of frames
+    with gate confidence conf = clamp((SNR − 0.2)/0.8, 0, 1) above 0.5, and its text puts
+    SNR < 1 at "roughly t > 700". Uniform t gives the first share on the cosine schedule; the
+    shifted cosine (SNR × 4) gives the second crossing. Both against the closed form."""
+    t = np.arange(1000)
+    gate_share = lambda snr: float(np.mean(np.clip((snr - 0.2) / 0.8, 0, 1) > 0.5))  # noqa: E731
+    cosine = NoiseSchedule(1000, "cosine").snr(torch.arange(1000)).double().numpy()
+    shifted = NoiseSchedule(1000, "shifted_cosine", snr_shift=4.0).snr(torch.arange(1000)).double().numpy()
+    body = slice(0, 990)  # β is clipped at 0.999 in the last steps
+    np.testing.assert_allclose(cosine[body], _cosine_snr_closed_form(t)[body], rtol=1e-5)
+    np.testing.assert_allclose(shifted[body], _cosine_snr_closed_form(t, 4.0)[body], rtol=1e-5)
+    assert gate_share(cosine) == pytest.approx(0.577, abs=0.0005)  # the page's 57.7%
+    assert gate_share(shifted) == pytest.approx(0.762, abs=0.0005)
+    assert int(np.argmax(shifted < 1)) == 702  # the page's "SNR < 1, roughly t > 700"
+    assert int(np.argmax(cosine < 1)) == 496
+    assert np.all(np.diff(shifted) < 0) and shifted[-1] < 1e-3
+    with pytest.raises(ConfigError, match="snr_shift"):
+        NoiseSchedule(1000, "shifted_cosine", snr_shift=0.0)
 
 
 def test_q_sample_formula_and_eps_round_trip(real_x0):

@@ -520,6 +520,32 @@ def test_snr_gate_identity_at_high_noise_gram_schmidt_at_low_noise(small_batch):
     assert torch.allclose(rotation_angle(init.rot)[valid], conf[0] * rotation_angle(gs.rot)[valid], atol=1e-4)
 
 
+def test_frame_confidence_share_is_logged_as_the_page_measures_it(small_batch):
+    """With the page's SNR-gated frames, each step logs the share of frames whose gate
+    confidence exceeds 0.5 (the page's "57.7% conf > 0.5"); it follows the step's t, weighted
+    by residues, and a pass that starts from self-conditioning frames counts as confident."""
+    lengths = small_batch["residue_mask"].sum(-1).double()
+    for self_cond_prob, seed in ((0.0, 1), (0.0, 4), (0.0, 7), (1.0, 1)):
+        cfg = with_denoiser("v11", **PAGE_FRAMES)
+        data = cfg.to_dict()
+        data["model"]["diffusion"]["self_cond_prob"] = self_cond_prob
+        cfg = VersionConfig.from_dict(data)
+        model = minifold.build_model(cfg).train()
+        _, terms = minifold.training_step_loss(model, small_batch, cfg, epoch=1,
+                                               generator=torch.Generator().manual_seed(seed))  # fmt: skip
+        t = torch.randint(0, 1000, (2,), generator=torch.Generator().manual_seed(seed))  # the step's draw
+        ab = torch.cos((torch.arange(1001, dtype=torch.float64) / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2
+        snr = (ab[t + 1] / ab[0]) / (1 - ab[t + 1] / ab[0])
+        confident = (snr > 0.2 + 0.5 * 0.8).double()
+        if self_cond_prob == 1:
+            confident = torch.ones(2, dtype=torch.float64)
+        expect = float((confident * lengths).sum() / lengths.sum())
+        assert float(terms["frame_conf_gt_half"]) == pytest.approx(expect, abs=1e-6), (seed, t)
+    default = minifold.load_version("v11", "tiny")  # ptk's identity start: no gate, no column
+    _, terms = minifold.training_step_loss(minifold.build_model(default), small_batch, default, epoch=1)
+    assert "frame_conf_gt_half" not in terms
+
+
 @pytest.mark.parametrize("name", ["v12", "v14"])
 def test_default_denoiser_is_equivariant_to_a_translation(name, small_batch):
     """ptk's default frames (identity rotations, shrunk translations, self-conditioning as
@@ -664,12 +690,14 @@ def test_ptk_versions_lists_every_version_with_its_size():
 def test_every_default_that_differs_from_the_page_is_listed_with_the_way_back():
     """``ptk versions`` lists, per version, each default that differs from the Mini-Fold page with
     the ``--set`` that restores the page's value; set back, a key is no longer listed. v10 (EGNN,
-    no frames, no guidance) keeps the page's settings but the EMA warm-up, bf16 and the validation weights."""
+    no frames, no guidance) keeps the page's settings but the noise schedule, the EMA warm-up, bf16 and the
+    validation weights."""
     from ptk.models.minifold.config import PAGE_DEVIATIONS
     from ptk.pipelines.cli import cli
 
     rows = {row["name"]: row for row in json.loads(CliRunner().invoke(cli, ["versions", "--json"]).output)}
     assert [d["key"] for d in rows["v10"]["page_deviations"]] == [
+        "model.diffusion.schedule",
         "train.ema_warmup",
         "train.amp",
         "train.val_weights",
@@ -680,6 +708,7 @@ def test_every_default_that_differs_from_the_page_is_listed_with_the_way_back():
         "model.denoiser.frame_init": ("identity", "snr_gated"),
         "model.denoiser.trans_init": ("shrunk", "noised"),
         "model.denoiser.self_cond": ("features", "frames"),
+        "model.diffusion.schedule": ("cosine", "shifted_cosine"),
         "train.sample_guidance": (1.0, 1.5),
         "train.ema_warmup": (True, False),
         "train.amp": ("auto", "fp16"),
@@ -692,6 +721,8 @@ def test_every_default_that_differs_from_the_page_is_listed_with_the_way_back():
     assert page_deviations(page.model_config) == []
     model = page.build_model()
     assert model.cfg.denoiser.frame_init == "snr_gated" and page.train.sample_guidance == 1.5
+    snr = model.schedule.snr(torch.arange(1000))
+    assert model.schedule.spec.kind == "shifted_cosine" and int((snr < 1).nonzero()[0]) == 702
     assert page.train.ema_warmup is False and page.train.amp == "fp16" and page.train.val_weights == "epoch"
 
 

@@ -57,7 +57,7 @@ class MiniFold(nn.Module):
         denoiser_cls = IPADenoiser if cfg.denoiser.kind == "ipa" else EGNNDenoiser
         self.denoiser = denoiser_cls(cfg.denoiser, enc.dim, cfg.pair_stack.d_pair, cfg.diffusion.coord_scale)
         d = cfg.diffusion
-        self.schedule = NoiseSchedule(d.T, d.schedule)
+        self.schedule = NoiseSchedule(d.T, d.schedule, snr_shift=d.snr_shift)
 
     def train(self, mode: bool = True) -> MiniFold:
         super().train(mode)

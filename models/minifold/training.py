@@ -160,6 +160,8 @@ def _denoiser_loss(
         weights = {name: getattr(lcfg, name) for name in MINIFOLD_TERMS if name != "bond"}
         weights["bond"] = beta
         extra = {"bond_weight": torch.tensor(float(beta))}
+        if model.cfg.denoiser.kind == "ipa" and model.cfg.denoiser.frame_init == "snr_gated":
+            extra["frame_conf_gt_half"] = _confident_frames(model, t, mask, frames_mode_sc=x_sc is not None)
         if model.cfg.denoiser.backbone_head:
             bb_pred = upcast(out["backbone"]) * to_loss[..., None]
             bb_mask = ref["bb_mask"]
@@ -182,6 +184,17 @@ def _denoiser_loss(
     out_terms = {k: v.detach() for k, v in terms.items()}
     out_terms.update(extra)
     return total, out_terms
+
+
+def _confident_frames(model: nn.Module, t: Tensor, mask: Tensor, frames_mode_sc: bool) -> Tensor:
+    """The page's frame-confidence diagnostic ("57.7% conf > 0.5"): the share of the batch's
+    frames whose initial rotation has SNR-gate confidence above 0.5. A pass that starts from
+    self-conditioning frames (``self_cond="frames"``) counts as confidence 1 (t = 0)."""
+    conf = model.frame_confidence(t).float()
+    if frames_mode_sc and model.cfg.denoiser.self_cond == "frames":
+        conf = torch.ones_like(conf)
+    residues = mask.sum(-1).float()
+    return ((conf > 0.5).float() * residues).sum().cpu() / residues.sum().cpu()
 
 
 def training_step_loss(
