@@ -85,6 +85,13 @@ def _check_writable(path: Path) -> None:
     "long-range (|i-j| >= 24) Cα-contact precision and recall: did the model learn β-sheets?",
 )
 @click.option(
+    "--atom-records-only",
+    is_flag=True,
+    help="Read ATOM records only, as the TM-score program does: residues written as HETATM "
+    "(modified residues such as MSE, SME) are left out of both files. By default they count as "
+    "their parent residue.",
+)
+@click.option(
     "--by",
     type=click.Choice(["cath_class"]),
     default=None,
@@ -106,6 +113,7 @@ def eval_command(
     out_path: Path,
     align: bool,
     structure_stats: bool,
+    atom_records_only: bool,
     by: str | None,
     labels: Path | None,
     device: str,
@@ -117,8 +125,10 @@ def eval_command(
     [, ref_/pred_ helix, strand, coil, lr_contact_precision, lr_contact_recall]
     [, cath_class], error.
     Residues are matched by residue number + insertion code; TM and GDT are normalised by the
-    reference length (as the TM-score program does). A pair that cannot be scored (missing
-    partner, unreadable file, no common residue) gets its reason in `error`.
+    reference length (as the TM-score program does). Modified residues (MSE, SME, …) count as
+    their parent residue even where written as HETATM; --atom-records-only leaves those out,
+    as the TM-score program does. A pair that cannot be scored (missing partner, unreadable
+    file, no common residue) gets its reason in `error`.
     """
     from ptk.metrics import evaluate_pairs, pair_files, summarize
 
@@ -144,6 +154,7 @@ def eval_command(
         structure_stats=structure_stats,
         names=names,
         problems=problems,
+        atom_records_only=atom_records_only,
     )
     if classes is not None:
         frame["cath_class"] = frame["name"].map(lambda n: _class_of(n, classes)).astype("Int64")

@@ -316,3 +316,68 @@ def test_eval_by_cath_class(tmp_path: Path, shared_data: Path, capsys) -> None:
     with pytest.raises(SystemExit) as usage:
         main(["eval", "--pred", str(pred), "--ref", str(ref), "--out", str(out), "--by", "cath_class"])
     assert usage.value.code == 2 and "--labels" in capsys.readouterr().err
+
+
+def _with_hetatm_mse(source: Path, out: Path, delete: bool = False) -> int:
+    """``source`` with its first MET written as HETATM MSE (SD → SE), as most deposited entries
+    write selenomethionine (or, ``delete``, with that residue removed); returns its number."""
+    import gemmi
+
+    structure = gemmi.read_structure(str(source))
+    chain = structure[0][0]
+    index = next(i for i, residue in enumerate(chain) if residue.name == "MET")
+    number = chain[index].seqid.num
+    if delete:
+        del chain[index]
+    else:
+        residue = chain[index]
+        residue.name, residue.het_flag = "MSE", "H"
+        for atom in residue:
+            if atom.name == "SD":
+                atom.name, atom.element = "SE", gemmi.Element("Se")
+    if out.name.endswith(".cif"):
+        structure.setup_entities()
+        structure.make_mmcif_document().write_file(str(out))
+    else:
+        structure.write_pdb(str(out))
+    return number
+
+
+@pytest.mark.parametrize("suffix", [".pdb", ".cif"])
+def test_atom_records_only_reads_a_modified_residue_as_the_tmscore_program_does(
+    reference, tmp_path: Path, suffix: str, capsys
+) -> None:
+    """A reference whose Met is written as HETATM MSE. By default ptk reads it as its parent, so
+    the pair scores exactly what the TM-score program printed for the unmodified pair;
+    ``--atom-records-only`` reads ATOM records only, as the program does: the residue leaves the
+    reference, and the pair scores as the same reference with that residue deleted."""
+    source, values = reference
+    name = "1a04A02_noise1.5"
+    pred, modified, deleted = tmp_path / "pred", tmp_path / "modified", tmp_path / "deleted"
+    for folder in (pred, modified, deleted):
+        folder.mkdir()
+    shutil.copy(source / "pred" / f"{name}.pdb.gz", pred / f"{name}.pdb.gz")
+    number = _with_hetatm_mse(source / "ref" / f"{name}.pdb.gz", modified / f"{name}{suffix}")
+    original = source / "ref" / f"{name}.pdb.gz"
+    assert _with_hetatm_mse(original, deleted / f"{name}{suffix}", delete=True) == number
+    text = (modified / f"{name}{suffix}").read_text()
+    assert "HETATM" in text and "MSE" in text
+
+    def scores(ref: Path, *flags: str) -> pd.Series:
+        out = tmp_path / f"{ref.name}{'-'.join(flags)}.csv"
+        main(["eval", "--pred", str(pred), "--ref", str(ref), "--out", str(out), *flags])
+        return pd.read_csv(out).set_index("name").loc[name]
+
+    expected = values[name]
+    default = scores(modified)
+    assert pd.isna(default["error"]) and default["n_common"] == expected["n_common"]
+    assert default["tm"] == pytest.approx(expected["tm"], abs=1e-4)
+    assert default["gdt_ts"] == pytest.approx(expected["gdt_ts"], abs=1e-4)
+    program = scores(modified, "--atom-records-only")
+    without = scores(deleted)
+    assert program["n_common"] == expected["n_common"] - 1
+    assert program["ref_length"] == default["ref_length"] - 1
+    for metric in ("tm", "rmsd", "gdt_ts", "gdt_ha", "lddt"):
+        assert program[metric] == pytest.approx(without[metric], abs=1e-9), metric
+    assert program["tm"] != pytest.approx(default["tm"], abs=1e-6)  # the residue counted
+    capsys.readouterr()

@@ -909,9 +909,13 @@ class CaTrace:
         return int(self.coords.shape[0])
 
 
-def read_ca(path: str | os.PathLike[str]) -> CaTrace:
+def read_ca(path: str | os.PathLike[str], atom_records_only: bool = False) -> CaTrace:
     """Cα trace of the first protein chain of ``path`` (any format :func:`ptk.structure.read_chains`
     reads, ``.gz`` included); residues without a Cα are left out.
+
+    Modified residues (MSE, SME, …) count as their parent residue, HETATM records included;
+    ``atom_records_only`` leaves out residues written as HETATM, as the TM-score program, which
+    reads ATOM records only, does.
 
     Raises:
         StructureError: unreadable file, no protein chain, or no Cα atom.
@@ -920,8 +924,11 @@ def read_ca(path: str | os.PathLike[str]) -> CaTrace:
 
     chain = read_chains(path).chains[0]
     has_ca = chain.mask[:, 1] & np.isfinite(chain.positions[:, 1]).all(-1)
+    if atom_records_only and chain.hetero is not None:
+        has_ca &= ~chain.hetero
     if not has_ca.any():
-        raise StructureError(path, "no Cα atom in the first protein chain")
+        where = " in ATOM records" if atom_records_only else ""
+        raise StructureError(path, f"no Cα atom{where} in the first protein chain")
     sequence = "".join(c for c, k in zip(chain.sequence, has_ca, strict=True) if k)
     return CaTrace(
         coords=chain.positions[has_ca, 1].astype(np.float64),
@@ -1070,11 +1077,14 @@ def evaluate_pairs(
     structure_stats: bool = False,
     names: Sequence[str] | None = None,
     problems: Sequence[str | None] | None = None,
+    atom_records_only: bool = False,
 ):
     """Score prediction files against reference files, pair by pair.
 
     Residues are matched by residue number + insertion code (:func:`pair_residues`); TM and GDT
-    are normalised by the reference's length. A pair that cannot be evaluated (a missing path,
+    are normalised by the reference's length. Modified residues count as their parent, unless
+    ``atom_records_only`` (the TM-score program's reading: HETATM residues left out of both
+    files, :func:`read_ca`). A pair that cannot be evaluated (a missing path,
     an unreadable file, no common residue) becomes a row with the reason in ``error`` and NaN
     metrics; it never raises.
 
@@ -1106,7 +1116,7 @@ def evaluate_pairs(
             row["error"] = "no prediction file" if p is None else "no reference file"
             continue
         try:
-            pred, ref = read_ca(p), read_ca(r)
+            pred, ref = read_ca(p, atom_records_only), read_ca(r, atom_records_only)
         except PtkError as exc:
             row["error"] = str(exc)
             continue

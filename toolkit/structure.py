@@ -103,6 +103,9 @@ class Chain:
         mask: ``[n, 37]`` atom present in the primary conformer.
         bfactor: ``[n, 37]`` float32 B-factors (NaN where absent).
         conformers: all named conformers, when read with ``altlocs=True``.
+        hetero: ``[n]`` bool, the residue's first record is HETATM (PDB) / ``HETATM`` group
+            (mmCIF): a modified residue such as MSE in most entries. ptk reads these as their
+            parent; the TM-score program reads ATOM records only (``ptk eval --atom-records-only``).
     """
 
     pdb_id: str
@@ -115,6 +118,7 @@ class Chain:
     mask: np.ndarray
     bfactor: np.ndarray
     conformers: Conformers | None = None
+    hetero: np.ndarray | None = None
 
     @property
     def chain_id(self) -> str:
@@ -296,6 +300,7 @@ def _chain_arrays(
     np.not_equal(resnum[1:], resnum[:-1], out=new[1:])
     new[1:] |= icode[1:] != icode[:-1]
     first = np.flatnonzero(new)
+    hetero = flat.hetero[rows[first]]
     residue_of = np.cumsum(new) - 1
     same_name = resname == resname[first][residue_of]  # atoms of the group's first record name
     rows, residue_of = rows[same_name], residue_of[same_name]
@@ -368,6 +373,7 @@ def _chain_arrays(
         mask=mask,
         bfactor=bfactor,
         conformers=_conformers(per_residue_labels, atoms) if altlocs else None,
+        hetero=hetero,
     )
     return chain_arrays, stop
 
@@ -453,6 +459,7 @@ class _FlatAtoms:
         self.resname_keys = np.ascontiguousarray(flat.residue_names).view(np.uint64)[:, 0]
         self.resnums = flat.resnums  # [N] int32
         self.icodes = flat.icodes  # [N] int8, ' ' where blank
+        self.hetero = flat.het_flags == ord("H")  # [N] HETATM record (gemmi: 'A' ATOM, 'H' HETATM)
         self._slots: np.ndarray | None = None
         self._parents: np.ndarray | None = None
 
