@@ -213,3 +213,52 @@ def test_split_backbone_frame_takes_the_highest_occupancy_altloc(tmp_path: Path,
     np.testing.assert_allclose(c_wins["frame_rot"][1].reshape(3, 3), exp["rot"], atol=1e-5)
     ca_c = ref[(2, "")]["atoms"][("CA", "C")][0]
     np.testing.assert_allclose(c_wins["frame_trans"][1], ca_c, atol=1e-3)
+
+
+def _microheterogeneous(src: Path, out: Path, occupancy_a: float, occupancy_b: float) -> None:
+    """ASA_multiconf with altloc B of SER 2 written as CYS (OG → SG): one position, two residue
+    types under two altlocs, as crambin 1EJG's PRO/SER 22."""
+    lines = []
+    for line in src.read_text().splitlines(keepends=True):
+        if line.startswith("ATOM") and line[17:20] == "SER" and line[16] in "AB":
+            occupancy = occupancy_a if line[16] == "A" else occupancy_b
+            line = f"{line[:54]}{occupancy:6.2f}{line[60:]}"
+            if line[16] == "B":
+                line = line[:17] + "CYS" + line[20:]
+                if line[12:16] == " OG ":
+                    line = line[:12] + " SG " + line[16:76] + " S" + line[78:]
+        lines.append(line)
+    out.write_text("".join(lines))
+
+
+def test_microheterogeneity_keeps_the_dominant_type_and_is_flagged(tmp_path: Path, shared_data: Path) -> None:
+    """Where two residue types share a position under different altlocs, the row keeps the type
+    whose atoms have the higher mean occupancy (gemmi's reading of the file decides which, the
+    first type on a tie), its altlocs alone are the conformers, the residue's occupancy_flag has
+    bit 8 and the row counts it in n_microheterogeneous."""
+    import gemmi
+
+    src = shared_data / "qfit" / "fragments" / "ASA_multiconf.pdb"
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    _microheterogeneous(src, inputs / "asa_tie.pdb", 0.50, 0.50)
+    _microheterogeneous(src, inputs / "asa_cys.pdb", 0.30, 0.70)
+    (inputs / "asa.pdb").write_text(src.read_text())
+    out = tmp_path / "shards"
+    result = ingest("qfit", inputs, "--out", out, "--scheduler", "synchronous")
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["source"]).name: r for r in shards.read_table(out).to_pylist()}
+    for name, kept_label in (("asa_tie.pdb", "A"), ("asa_cys.pdb", "B")):
+        residues = [r for r in gemmi.read_structure(str(inputs / name))[0]["A"] if r.seqid.num == 2]
+        means = {r.name: np.mean([a.occ for a in r]) for r in residues}
+        dominant = max(means, key=lambda k: (round(means[k], 4), -list(means).index(k)))
+        assert set(means) == {"SER", "CYS"}
+        row = rows[name]
+        assert row["sequence"][1] == {"SER": "S", "CYS": "C"}[dominant]
+        assert row["altlocs"][1] == [kept_label] and row["n_obs"][1] == 1 and row["occupancy"][1] == [1.0]
+        assert row["occupancy_flag"][1] & features.OCC_MICROHET
+        assert [f & features.OCC_MICROHET for f in row["occupancy_flag"]] == [0, features.OCC_MICROHET, 0]
+        assert row["n_microheterogeneous"] == 1
+    plain = rows["asa.pdb"]
+    assert plain["sequence"] == "ASA" and plain["altlocs"][1] == ["A", "B"]
+    assert plain["n_microheterogeneous"] == 0

@@ -87,6 +87,9 @@ OCC_TOLERANCE: float = 0.01
 OCC_RENORMALISED: int = 1  # raw conformer occupancies did not sum to 1 (±0.01); divided by their sum
 OCC_ZERO: int = 2  # all raw occupancies were zero: equal weights 1/A
 OCC_INCONSISTENT: int = 4  # atoms of one altloc disagree by more than 0.01; the median was used
+#: microheterogeneity: another residue type shared this position under other altlocs; the type
+#: with the highest mean occupancy was kept (its altlocs alone are the conformers)
+OCC_MICROHET: int = 8
 
 _N, _CA, _C, _O = BACKBONE_INDICES
 #: CATH domain ids: 4-character PDB id, chain letter, 2-digit domain number (``1c0pA01``).
@@ -472,7 +475,8 @@ def qfit_features(chain: Chain) -> dict[str, object]:
         ``altlocs`` [n, A] str, ``altloc_mask`` [n, A], ``occupancy`` [n, A] (normalised),
         ``occupancy_raw`` [n, A], ``occupancy_flag`` [n] int8, ``chi`` [n, A, 4],
         ``chi_mask`` [n, A, 4], ``chi_symmetric`` [n, 4], ``n_obs`` [n] int8, ``d_eff`` [n] int8,
-        and the quality fields of :func:`cath_features`.
+        the per-row counts of each ``occupancy_flag`` bit, and the quality fields of
+        :func:`cath_features`.
     """
     conf = chain.conformers
     if conf is None:
@@ -483,6 +487,8 @@ def qfit_features(chain: Chain) -> dict[str, object]:
     present[:, 0] |= ~named.any(-1)  # the single blank conformer of a residue without altlocs
     voting = np.where(named.any(-1)[:, None, None], conf.named_mask, conf.mask) & conf.mask
     weights, raw, flags = conformer_occupancy(conf.atom_occupancy, voting, present)
+    if chain.microhet is not None:
+        flags |= np.where(chain.microhet, OCC_MICROHET, 0).astype(np.int8)
 
     # Frame source: conformer 0 holds the blank atoms like every other one; a split backbone
     # (N, CA or C carrying a letter) takes the highest-weight conformer (argmax: first on ties).
@@ -526,6 +532,7 @@ def qfit_features(chain: Chain) -> dict[str, object]:
         "n_occupancy_renormalised": int(((flags & OCC_RENORMALISED) > 0).sum()),
         "n_occupancy_zero": int(((flags & OCC_ZERO) > 0).sum()),
         "n_occupancy_inconsistent": int(((flags & OCC_INCONSISTENT) > 0).sum()),
+        "n_microheterogeneous": int(((flags & OCC_MICROHET) > 0).sum()),
     }
     row.update(_quality(chain.aatype, chain.resnum, backbone, chain_break))
     return row

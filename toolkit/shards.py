@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 #: Bump when a column is added, removed or changes type or meaning; readers refuse other versions.
-SCHEMA_VERSION: Final[int] = 1
+SCHEMA_VERSION: Final[int] = 2
 KINDS: Final[tuple[str, ...]] = ("cath", "qfit")
 MANIFEST_NAME: Final[str] = "_manifest.json"
 REJECTS_NAME: Final[str] = "rejects.parquet"
@@ -170,7 +170,8 @@ QFIT_COLUMNS: Final[tuple[Column, ...]] = (
         "occupancy_flag",
         _I8,
         "res",
-        "bits: 1 renormalised, 2 all-zero (equal weights), 4 atoms of one altloc disagree",
+        "bits: 1 renormalised, 2 all-zero (equal weights), 4 atoms of one altloc disagree, "
+        "8 microheterogeneity (another residue type under other altlocs; the dominant kept)",
     ),
     Column("chi", _fsl(_F32, 4), "conf", "χ1–χ4 per conformer (radians; 0 where undefined)"),
     Column("chi_mask", _fsl(_BOOL, 4), "conf", "χ defined per conformer"),
@@ -181,6 +182,7 @@ QFIT_COLUMNS: Final[tuple[Column, ...]] = (
     Column("n_occupancy_renormalised", _I32, "row", "residues with occupancy_flag bit 1"),
     Column("n_occupancy_zero", _I32, "row", "residues with occupancy_flag bit 2"),
     Column("n_occupancy_inconsistent", _I32, "row", "residues with occupancy_flag bit 4"),
+    Column("n_microheterogeneous", _I32, "row", "residues with occupancy_flag bit 8"),
 )
 
 _COLUMNS: Final = {"cath": CATH_COLUMNS, "qfit": QFIT_COLUMNS}
@@ -441,7 +443,10 @@ def read_manifest(path: str | PathLike[str]) -> dict[str, Any]:
         raise ShardError(f"{file}: unreadable manifest ({exc})") from exc
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise ShardError(f"{path}: schema version {version}, this ptk reads version {SCHEMA_VERSION}")
+        raise ShardError(
+            f"{path}: schema version {version}, this ptk reads version {SCHEMA_VERSION}; "
+            "ingest the structures again into a new folder"
+        )
     if manifest.get("kind") not in KINDS:
         raise ShardError(f"{path}: unknown shard kind {manifest.get('kind')!r}; allowed: {', '.join(KINDS)}")
     return manifest

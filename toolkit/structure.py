@@ -106,6 +106,9 @@ class Chain:
         hetero: ``[n]`` bool, the residue's first record is HETATM (PDB) / ``HETATM`` group
             (mmCIF): a modified residue such as MSE in most entries. ptk reads these as their
             parent; the TM-score program reads ATOM records only (``ptk eval --atom-records-only``).
+        microhet: ``[n]`` bool, records of another residue type shared this residue's number
+            (microheterogeneity, e.g. 1EJG's PRO/SER 22 under altlocs A/B): the type with the
+            highest mean occupancy was kept, the other type's atoms were not read.
     """
 
     pdb_id: str
@@ -119,6 +122,7 @@ class Chain:
     bfactor: np.ndarray
     conformers: Conformers | None = None
     hetero: np.ndarray | None = None
+    microhet: np.ndarray | None = None
 
     @property
     def chain_id(self) -> str:
@@ -282,10 +286,12 @@ def _chain_arrays(
     of the next chain. ``offset`` is the row of the chain's first atom in ``flat``.
 
     Residues are grouped by seqid so that a residue split over records (microheterogeneity, or
-    altloc-specific residue records) is one residue; the first record's name wins and records
-    of another name at that seqid are not read. Everything is array work on the flat table's
-    rows of the chain (no Python per residue or atom); a residue record with no heavy atom
-    left is not a residue (it has nothing observed)."""
+    altloc-specific residue records) is one residue; where records of two residue types share a
+    seqid (microheterogeneity: 1EJG's PRO/SER 22) the dominant type is kept
+    (:func:`_dominant_records`), the others are not read, and ``Chain.microhet`` marks it.
+    Everything is array work on the flat table's rows of the chain (no Python per residue or
+    atom, but for microheterogeneous ones); a residue record with no heavy atom left is not a
+    residue (it has nothing observed)."""
     stop = offset + chain.count_atom_sites()
     rows = np.arange(offset, stop, dtype=np.int64)
     parent = flat.parent_index(rows)  # restype index of the record's parent, −1: not an amino acid
@@ -300,9 +306,10 @@ def _chain_arrays(
     np.not_equal(resnum[1:], resnum[:-1], out=new[1:])
     new[1:] |= icode[1:] != icode[:-1]
     first = np.flatnonzero(new)
-    hetero = flat.hetero[rows[first]]
     residue_of = np.cumsum(new) - 1
-    same_name = resname == resname[first][residue_of]  # atoms of the group's first record name
+    first, microhet = _dominant_records(first, residue_of, resname, flat.occ[rows])
+    hetero = flat.hetero[rows[first]]
+    same_name = resname == resname[first][residue_of]  # atoms of the residue's kept name
     rows, residue_of = rows[same_name], residue_of[same_name]
     slot = flat.slots(rows)
     keep = slot >= 0  # OXT-like extras and atoms of names atom37 has no slot for
@@ -374,6 +381,7 @@ def _chain_arrays(
         bfactor=bfactor,
         conformers=_conformers(per_residue_labels, atoms) if altlocs else None,
         hetero=hetero,
+        microhet=microhet,
     )
     return chain_arrays, stop
 
@@ -440,6 +448,28 @@ def _parent_restype(name: str) -> int:
 #: not an amino acid), shared by every structure this process reads.
 _ATOM_SLOTS = _KeyTable(lambda name: ATOM37_INDEX.get(name, -1))
 _PARENT_INDEX = _KeyTable(_parent_restype)
+
+
+def _dominant_records(
+    first: np.ndarray, residue_of: np.ndarray, resname: np.ndarray, occupancy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per residue, the index (into the chain's amino-acid atom rows) of the first atom of the
+    residue type it keeps, and whether other types shared its seqid. Microheterogeneity keeps
+    the type whose atoms have the highest mean occupancy (the first in file order on ties, means
+    rounded to 1e-4 as occupancies carry two decimals); a residue of one type keeps it."""
+    microhet = np.zeros(len(first), dtype=bool)
+    other = resname != resname[first][residue_of]
+    if not other.any():
+        return first, microhet
+    first = first.copy()
+    for i in np.unique(residue_of[other]).tolist():
+        atoms = np.flatnonzero(residue_of == i)
+        names = list(dict.fromkeys(resname[atoms].tolist()))  # types in file order
+        means = [round(float(occupancy[atoms[resname[atoms] == name]].mean()), 4) for name in names]
+        kept = names[int(np.argmax(means))]
+        first[i] = atoms[resname[atoms] == kept][0]
+        microhet[i] = True
+    return first, microhet
 
 
 class _FlatAtoms:
