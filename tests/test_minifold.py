@@ -618,6 +618,43 @@ def test_shrunk_start_is_the_least_squares_estimate_of_x0():
         assert torch.allclose(c, slope, atol=0.01), (t, c, slope)
 
 
+def test_v14_self_conditioning_frames_are_the_n_ca_c_frames_it_is_supervised_on(small_batch):
+    """v14 with the page's ``self_cond="frames"`` starts the pass from the N–Cα–C frames of the
+    previous backbone (the frames its rotation targets use, and the page's v14 convention), not
+    from Cα-triplet Gram-Schmidt frames, which on real chains sit tens of degrees away."""
+    from ptk.models.minifold.frames import backbone_residue_frames
+    from ptk.models.rigid import Rigid
+
+    cfg = with_denoiser("v14", **PAGE_FRAMES)
+    model = minifold.build_model(cfg)
+    mask = small_batch["residue_mask"].clone()
+    bb = small_batch["backbone"].float() / 10.0
+    ca = bb[:, :, 1]
+    x_t, t_vec = _noised(model, small_batch["backbone"][:, :, 1], mask, 500, seed=3)
+    conf = model.frame_confidence(t_vec)
+    init = model.denoiser.initial_frames(x_t, conf, mask, ca, None, bb)
+    truth, valid = Rigid.from_backbone(bb[:, :, 0], ca, bb[:, :, 2])  # what frame_rot is trained on
+    valid &= mask
+    assert torch.allclose(init.rot[valid], truth.rot[valid], atol=1e-5)
+    assert torch.allclose(init.trans, ca)
+    triplet, triplet_valid = ca_frames(ca, mask)
+    both = valid & triplet_valid
+    apart = torch.rad2deg(rotation_angle(triplet.rot.transpose(-1, -2) @ truth.rot))[both]
+    assert float(apart.median()) > 15.0  # the two conventions differ on real chains
+    frames, _ = backbone_residue_frames(bb, mask)
+    assert torch.allclose(frames.rot[valid], truth.rot[valid], atol=1e-6)
+    # without a backbone (v11 … v13) the pass still starts from the Cα-triplet frames
+    old = model.denoiser.initial_frames(x_t, conf, mask, ca, None)
+    assert torch.allclose(old.rot, triplet.rot, atol=1e-6)
+    # and a training step with every pass self-conditioned runs on the backbone frames
+    data = cfg.to_dict()
+    data["model"]["diffusion"]["self_cond_prob"] = 1.0
+    cfg = VersionConfig.from_dict(data)
+    loss, terms = minifold.training_step_loss(minifold.build_model(cfg).train(), small_batch, cfg, epoch=1,
+                                              generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert torch.isfinite(loss) and terms["frame_conf_gt_half"] == 1.0
+
+
 def test_self_conditioning_features_keep_the_initial_frames(small_batch):
     """ptk's self-conditioning (``self_cond="features"``) feeds the previous x0 as features only:
     the frames the denoiser starts from are those without it (the page's ``"frames"`` starts from

@@ -18,7 +18,13 @@ the noised Cα cloud x_t, the timestep, the frozen encoder's single embedding an
     or ``"noised"`` (the page: x_t);
   - self-conditioning: ``self_cond="features"`` (ptk's default: the previous x_0 enters as its
     pair-distance RBFs and its coordinates in the initial frames) or ``"frames"`` (the page: the
-    pass starts from the Gram-Schmidt frames of the previous x_0, "treated as t = 0").
+    pass starts from the frames of the previous x_0, "treated as t = 0": its Gram-Schmidt
+    Cα-triplet frames, or for v14 the N–Cα–C frames of its predicted backbone, the convention
+    v14's frame targets and the page's v14 use).
+
+  v14 has one frame convention wherever its frames come from a structure: N–Cα–C. The one
+  exception is ``frame_init="snr_gated"`` from x_t itself, which holds noised Cα only (the page
+  noises the Cα and derives N, C and O from the frames), so its only frames are Cα triplets.
 
 Inputs that carry geometry enter invariantly (pairwise-distance RBFs, coordinates expressed in
 the local frame), so the IPA denoiser follows a translation of x_t always, and a rotation
@@ -37,7 +43,7 @@ from ptk.models.diffusion import center_of_mass
 from ptk.models.ipa import BackboneUpdate, InvariantPointAttention
 from ptk.models.linear import Linear, LinearNoBias
 from ptk.models.minifold.config import DenoiserConfig
-from ptk.models.minifold.frames import ca_frames, gated_frames
+from ptk.models.minifold.frames import backbone_residue_frames, ca_frames, gated_frames
 from ptk.models.minifold.heads import BackboneAtomHead, TimestepEmbedding, rbf
 from ptk.models.precision import fp32_island, upcast
 from ptk.models.rigid import Rigid
@@ -103,10 +109,15 @@ class IPADenoiser(nn.Module):
         mask: Bool[Tensor, "b n"],
         x_sc: Float[Tensor, "b n 3"] | None,
         skip: Float[Tensor, " b"] | None = None,
+        bb_sc: Float[Tensor, "b n 4 3"] | None = None,
     ) -> Rigid:
         """The frames the layers start from (see the module docstring); ``skip`` is c(t) of the
-        shrunk translations (:meth:`ptk.models.minifold.model.MiniFold.shrink`)."""
+        shrunk translations (:meth:`ptk.models.minifold.model.MiniFold.shrink`); ``bb_sc`` the
+        previous pass's backbone (v14), whose N–Cα–C frames a ``"frames"`` pass starts from."""
         if x_sc is not None and self.cfg.self_cond == "frames":
+            if bb_sc is not None:
+                frames, _ = backbone_residue_frames(bb_sc, mask)
+                return Rigid(frames.rot, upcast(x_sc))
             frames, _ = ca_frames(x_sc, mask)
             return frames
         if self.cfg.frame_init == "identity":
@@ -128,11 +139,12 @@ class IPADenoiser(nn.Module):
         mask: Bool[Tensor, "b n"],
         x_sc: Float[Tensor, "b n 3"] | None = None,
         skip: Float[Tensor, " b"] | None = None,
+        bb_sc: Float[Tensor, "b n 4 3"] | None = None,
     ) -> dict[str, Tensor | None]:
         """Returns ``x0`` ``[b, n, 3]``, ``rot`` ``[b, n, 3, 3]`` (learned R), ``backbone``
         ``[b, n, 4, 3]`` (v14) or None — model units, padding zero."""
         mf = mask[..., None].float()
-        frames = self.initial_frames(x_t, conf, mask, x_sc, skip)
+        frames = self.initial_frames(x_t, conf, mask, x_sc, skip, bb_sc)
         seen = x_sc if (x_sc is not None and self.cfg.self_cond == "features") else x_t
         local = frames.invert_apply(upcast(seen)) * mf
         flag = torch.full_like(local[..., :1], 1.0 if x_sc is not None else 0.0)

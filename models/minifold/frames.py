@@ -26,7 +26,7 @@ from ptk.geometry import shift_residues
 from ptk.models.precision import fp32_island, upcast
 from ptk.models.rigid import Rigid, slerp
 
-__all__ = ["ca_frames", "snr_confidence", "gated_frames"]
+__all__ = ["ca_frames", "backbone_residue_frames", "snr_confidence", "gated_frames"]
 
 
 def ca_frames(
@@ -50,6 +50,24 @@ def ca_frames(
             valid = valid & mask
         # backbone_frames puts the origin at the (NaN-guarded) centre atom; keep the input Cα.
         frames = Rigid(_fill_from_nearest_valid(frames.rot, valid), ca)
+    return frames, valid
+
+
+def backbone_residue_frames(
+    backbone: Float[Tensor, "*b n 4 3"], mask: Bool[Tensor, "*b n"]
+) -> tuple[Rigid, Bool[Tensor, "*b n"]]:
+    """N–Cα–C frames of a backbone (v14's convention: the page builds its frames from the
+    N–Cα–C planes, and v14's frame targets are those), origin Cα.
+
+    Returns:
+        (frames, valid), invalid rows (padding, degenerate atoms) borrowing the nearest valid
+        residue's rotation as in :func:`ca_frames`.
+    """
+    bb = upcast(backbone)
+    with fp32_island(bb):
+        frames, valid = Rigid.from_backbone(bb[..., 0, :], bb[..., 1, :], bb[..., 2, :])
+        valid = valid & mask
+        frames = Rigid(_fill_from_nearest_valid(frames.rot, valid), bb[..., 1, :])
     return frames, valid
 
 

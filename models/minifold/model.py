@@ -103,11 +103,14 @@ class MiniFold(nn.Module):
         x_t: Float[Tensor, "b n 3"],
         t: Int[Tensor, " b"],
         x_sc: Float[Tensor, "b n 3"] | None = None,
+        bb_sc: Float[Tensor, "b n 4 3"] | None = None,
     ) -> dict[str, Tensor | None]:
-        """x_0 estimate (model units) from x_t at timestep t; ``x_sc`` the self-conditioning x_0."""
+        """x_0 estimate (model units) from x_t at timestep t; ``x_sc`` the self-conditioning x_0
+        and ``bb_sc`` its backbone (v14: the N–Cα–C frames of a ``self_cond="frames"`` pass)."""
         kwargs = {}
         if self.cfg.denoiser.kind == "ipa":
             kwargs["skip"] = self.shrink(t, cond)
+            kwargs["bb_sc"] = bb_sc
         return self.denoiser(
             cond["single"], cond["pair"], x_t, t, self.frame_confidence(t), cond["mask"], x_sc, **kwargs
         )

@@ -103,11 +103,13 @@ def _denoiser_loss(
         draws = _uniform(generator, 1 if d.p_uncond_unit == "batch" else b)
         null = (draws < d.p_uncond).expand(b).to(device)
     cond = model.condition(batch["aatype"], mask, null)
-    x_sc = None
+    x_sc = bb_sc = None
     if d.self_cond_prob > 0 and float(_uniform(generator)) < d.self_cond_prob:
         with torch.no_grad():
-            x_sc = model.denoise(cond, x_t, t)["x0"].detach()
-    out = model.denoise(cond, x_t, t, x_sc)
+            previous = model.denoise(cond, x_t, t)
+        x_sc, bb_sc = previous["x0"].detach(), previous["backbone"]
+        bb_sc = None if bb_sc is None else bb_sc.detach()
+    out = model.denoise(cond, x_t, t, x_sc, bb_sc)
 
     to_loss = (scale / unit)[:, None, None]
     with fp32_island(ca):
@@ -274,7 +276,8 @@ def sample(
     last: dict[bool, Tensor | None] = {True: None, False: None}
 
     def predict(x_t: Tensor, t: Tensor, x_sc: Tensor | None, conditional: bool) -> Tensor:
-        out = model.denoise(cond_c if conditional else cond_u, x_t, t, x_sc)
+        bb_sc = last[conditional] if x_sc is not None else None  # the branch's previous backbone
+        out = model.denoise(cond_c if conditional else cond_u, x_t, t, x_sc, bb_sc)
         last[conditional] = out["backbone"]
         return upcast(out["x0"])
 
