@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import os
-import re
-import string
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
+from markupsafe import Markup
+
 from ptk.files import atomic_write
-from ptk.report.blocks import cell
+from ptk.report.blocks import cell, environment, missing_list, no_run_card
 from ptk.report.card import version_card
 from ptk.report.chi import qfit_section
 from ptk.report.comparison import class_section, comparison_section
@@ -24,11 +23,6 @@ from ptk.report.structures import structure_section
 from ptk.report.training import gradient_agreement, loss_curves, training_table
 
 _e = html.escape
-
-
-def _template() -> string.Template:
-    text = (resources.files("ptk.pipelines") / "templates" / "report.html").read_text(encoding="utf-8")
-    return string.Template(text)
 
 
 #: the file that marks a folder as a ptk report's, so a rerun may replace its page and figures.
@@ -89,16 +83,40 @@ def build_report(
     if page.fig_dir.is_dir():
         for old in page.fig_dir.glob("*.png"):
             old.unlink()
-    if run is None:
-        card = ""
-        if info is not None:
-            card = f"<p><strong>{_e(version)}</strong> ({_e(info.family)}): {_e(info.description)}</p>"
-            if info.changes:
-                card += "<ul>" + "".join(f"<li>{_e(c)}</li>" for c in info.changes) + "</ul>"
-        cmd = f"ptk train --version {version} --data SHARDS --out {runs_dir / version}"
-        page.add(
-            "card", f"{_e(version)}", card + page.miss("run", f"no run of {version} under {runs_dir}", cmd)
+    _add_sections(page, version, runs_dir, runs, run, info, contacts, chi_panels, chi_note)
+    text = (
+        environment()
+        .get_template("report.html")
+        .render(
+            version=version,
+            summary_html=Markup(_summary_line(version, run)),
+            sections=[(anchor, Markup(title), Markup(body)) for anchor, title, body in page.sections],
+            generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            runs_dir=str(runs_dir),
         )
+    )
+    path = out / "index.html"
+    atomic_write(path, text)
+    return Report(html=path, out_dir=out, run=run, figures=list(page.figures), missing=list(page.missing))
+
+
+def _add_sections(
+    page: Page,
+    version: str,
+    runs_dir: Path,
+    runs: Sequence[Run],
+    run: Run | None,
+    info: VersionInfo | None,
+    contacts: Sequence[ContactPrediction],
+    chi_panels: Sequence[ChiPanel],
+    chi_note: str | None,
+) -> None:
+    """Every section of the page, in order: the run's own, then those across versions, then the
+    list of missing pieces."""
+    if run is None:
+        cmd = f"ptk train --version {version} --data SHARDS --out {runs_dir / version}"
+        missing = page.miss("run", f"no run of {version} under {runs_dir}", cmd)
+        page.add("card", _e(version), no_run_card(version, info) + missing)
     else:
         version_card(page, run, info)
         parent = run.config.get("parent") or (info.parent if info else None)
@@ -113,31 +131,7 @@ def build_report(
     class_section(page, runs, runs_dir, run)
     comparison_section(page, runs, runs_dir, run)
     if page.missing:
-        items = "".join(
-            f"<li>{_e(m.message)}" + (f": <code>{_e(m.command)}</code>" if m.command else "") + "</li>"
-            for m in page.missing
-        )
-        page.add("missing", "Missing pieces", f'<ul class="missing-list">{items}</ul>')
-    nav = "".join(f'<a href="#{a}">{_strip_tags(t)}</a>' for a, t, _ in page.sections)
-    body = "".join(f'<section id="{a}"><h2>{t}</h2>{b}</section>' for a, t, b in page.sections)
-    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    summary = _summary_line(version, run)
-    text = _template().substitute(
-        title=_e(f"ptk report: {version}"),
-        heading=_e(version),
-        summary=summary,
-        nav=nav,
-        body=body,
-        generated=_e(now),
-        runs_dir=_e(str(runs_dir)),
-    )
-    path = out / "index.html"
-    atomic_write(path, text)
-    return Report(html=path, out_dir=out, run=run, figures=list(page.figures), missing=list(page.missing))
-
-
-def _strip_tags(text: str) -> str:
-    return re.sub(r"<[^>]+>", "", text)
+        page.add("missing", "Missing pieces", missing_list(page.missing))
 
 
 def _summary_line(version: str, run: Run | None) -> str:

@@ -7,6 +7,7 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
+from ptk.report.blocks import card
 from ptk.report.inputs import VersionInfo
 from ptk.report.page import Page
 from ptk.report.run import Run
@@ -77,10 +78,7 @@ def version_card(page: Page, run: Run, info: VersionInfo | None) -> None:
             for key, value, page, why in info.page_deviations
         )
         rows.append(("Differs from the page", f"<ul>{items}</ul>"))
-    body = (
-        '<table class="card">' + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
-    )
-    page.add("card", f"{_e(run.version)}: version card", body)
+    page.add("card", f"{_e(run.version)}: version card", card(rows))
 
 
 _NOT_ARCHITECTURE = {"loss", "train", "lr_groups", "clip", "tiny"}
