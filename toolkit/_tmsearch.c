@@ -2,7 +2,7 @@
  * The TM-score program's superposition search, one pair at a time, for CPUs.
  *
  * The same search as ptk.metrics.superposition_search's batched torch path (the module doc of
- * ptk/metrics.py states it step by step), fused per pair: the residues stay in cache while
+ * ptk/metrics/search.py states it step by step), fused per pair: the residues stay in cache while
  * every seed and refinement of the pair is scored, and each superposition costs a few passes
  * over the pair's residues instead of a dozen tensor operations. ptk.metrics calls it through
  * ctypes (the compiled extension is a plain shared library; PyInit__tmsearch only lets the
