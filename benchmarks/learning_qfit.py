@@ -41,6 +41,8 @@ from typing import Any
 
 import torch
 
+from ptk.models.summary import count_parameters
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 QFIT = SHARED / "qfit"
@@ -364,7 +366,7 @@ def run_qfitlatent(out: Path, *, quick: bool, device: str = "cpu", generalisatio
         "version": "qfitlatent",
         "size": SIZE,
         "overrides": dict(QFIT_OVERRIDES),
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": count_parameters(model),
         "steps": summary["steps"],
         "epochs": summary["epochs"],
         "train_chains": [b["id"][0] for b in train_batches],
@@ -435,7 +437,7 @@ def _qfit_generalisation(root: Path, device: str, memorised: Any, ks: Sequence[i
     per_type = baselines[f"k{BASELINE_K}"]["heldout_nll"]
     return {
         "overrides": dict(QFIT_GEN_OVERRIDES),
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": count_parameters(model),
         "steps": summary["steps"],
         "epochs": summary["epochs"],
         "train_wall_s": round(train_s, 1),
@@ -528,7 +530,7 @@ def run_pallatom(out: Path, *, quick: bool, device: str = "cpu") -> dict:
         "version": "pallatom-refiner",
         "size": SIZE,
         "overrides": dict(PALLATOM_OVERRIDES),
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": count_parameters(model),
         "steps": summary["steps"],
         "epochs": summary["epochs"],
         "train_chains": [dataset[i]["id"] for i in range(len(dataset))],

@@ -100,17 +100,19 @@ class QFitLatentConfig:
 
     @classmethod
     def tiny(cls) -> QFitLatentConfig:
-        """A config that trains a step on a CPU in well under a second (tests, demo)."""
-        return cls(d_s=16, d_z=8, n_blocks=2, n_heads=2, c_head=4, n_qk_points=2, n_v_points=2,
-                   dropout=0.0, max_rel_pos=8, n_rbf=8, n_transition_layers=2)  # fmt: skip
+        """A config that trains a step on a CPU in well under a second (tests, demo):
+        ``models/versions/qfitlatent.toml``'s tiny size."""
+        from ptk.models.registry import version_tables
+
+        return cls.from_dict(version_tables("qfitlatent", "tiny")["model"])
 
     @classmethod
     def small(cls) -> QFitLatentConfig:
-        """A config that memorises a few qFit chains in CPU minutes (``benchmarks/learning.py``:
-        2.5 nats a residue under uniform after 1,200 steps on 160 valid residues)."""
-        return dataclasses.replace(
-            cls.tiny(), d_s=32, d_z=16, n_heads=4, c_head=8, n_qk_points=4, n_v_points=4
-        )
+        """A config that memorises a few qFit chains in CPU minutes (``benchmarks/learning.py``):
+        ``models/versions/qfitlatent.toml``'s small size."""
+        from ptk.models.registry import version_tables
+
+        return cls.from_dict(version_tables("qfitlatent", "small")["model"])
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> QFitLatentConfig:

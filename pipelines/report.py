@@ -35,46 +35,32 @@ def deviation_rows(config: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 
 def version_info(version: str) -> Any:
-    """A :class:`ptk.report.VersionInfo` from the model registries (bare when unknown)."""
+    """A :class:`ptk.report.VersionInfo` from the model registry (bare when unknown)."""
     from ptk.report import VersionInfo
 
     try:
-        from ptk.models import minifold
-        from ptk.models.minifold import registry
+        from ptk.models import registry
     except ImportError:  # pragma: no cover - model code missing from an installation
         return VersionInfo(name=version)
-    if version in registry.list_versions():
-        cfg = registry.load_version(version)
-        chain = registry.version_chain(version)
-        params = None
-        try:
-            import torch
-
-            with torch.device("meta"):
-                model = minifold.build_model(cfg)
-            params = sum(p.numel() for p in model.parameters())
-        except Exception as exc:  # the count is a nicety; never fail the report on it
-            log.info("no default-size parameter count for %s: %s", version, exc)
-        return VersionInfo(
-            name=version,
-            family=cfg.family,
-            parent=cfg.parent,
-            description=cfg.description,
-            changes=list(cfg.changes),
-            changed_keys=registry.changed_keys(version),
-            ancestors=chain[:-1],
-            default_params=params,
-            page_deviations=deviation_rows(cfg.to_dict()),
-        )
+    if version not in registry.list_versions():
+        return VersionInfo(name=version)
+    card = registry.describe(version)
+    params = None
     try:
-        from ptk.models import tasks
-
-        for row in tasks.extra_versions():
-            if row["name"] == version:
-                return VersionInfo(name=version, family=row["family"], description=row["description"])
-    except ImportError:  # pragma: no cover
-        pass
-    return VersionInfo(name=version)
+        params = registry.parameter_count(version)[0]
+    except Exception as exc:  # the count is a nicety; never fail the report on it
+        log.info("no default-size parameter count for %s: %s", version, exc)
+    return VersionInfo(
+        name=version,
+        family=card.family,
+        parent=card.parent,
+        description=card.description,
+        changes=list(card.changes),
+        changed_keys=list(card.changed_keys),
+        ancestors=list(card.ancestors),
+        default_params=params,
+        page_deviations=[(key, str(value), str(page), why) for key, value, page, why in card.page_deviations],
+    )
 
 
 def _validation_set(run: Any, task: Any) -> Any:
@@ -202,7 +188,7 @@ def write_report(
         info.page_deviations = deviation_rows(run.config["model"])
     if run is None:
         from ptk.errors import unknown_choice
-        from ptk.models.tasks import list_versions
+        from ptk.models.registry import list_versions
 
         if version not in list_versions():
             raise unknown_choice("version", version, list_versions())

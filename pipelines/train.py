@@ -115,6 +115,7 @@ def run_training(
     import torch
 
     from ptk import __version__
+    from ptk.models.summary import count_parameters
     from ptk.models.tasks import get_task
     from ptk.models.trainer import Trainer, setup_distributed
 
@@ -174,8 +175,7 @@ def run_training(
     torch.manual_seed(task.train.seed)  # the same initial weights on every rank and every run
     model = task.build_model()
     warm_notes = [] if resume else task.initialize(model, run_dir)
-    n_params = sum(p.numel() for p in model.parameters())
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_params, n_trainable = count_parameters(model), count_parameters(model, trainable_only=True)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     config = task.describe()

@@ -1,9 +1,7 @@
-"""``ptk versions``: every model version with its parent, what changed and its size.
-
-The Mini-Fold registry (``ptk.models.minifold``: contact-classifier, v10 … v14) first, then the
-trainable versions outside it (qFitLatent, the Pallatom refiner) as the task registry
-(``ptk.models.tasks.extra_versions``) lists them. Parameter counts are of the default-size
-model, built on the ``meta`` device (no memory, no weights).
+"""``ptk versions``: every model version with its parent, what changed and its size, as the one
+registry (:mod:`ptk.models.registry`) describes them: the Mini-Fold versions (contact-classifier,
+v10 … v14) first, then qFitLatent and the Pallatom refiner. Parameter counts are of the
+default-size model, built on the ``meta`` device (no memory, no weights).
 """
 
 from __future__ import annotations
@@ -19,80 +17,37 @@ __all__ = ["versions", "version_rows"]
 log = logging.getLogger("ptk.versions")
 
 
-def _count(build: Any) -> tuple[int, int]:
-    """(total, trainable) parameters of the module ``build()`` returns, built on ``meta``."""
-    import torch
+def _row(name: str) -> dict[str, Any]:
+    from ptk.models import registry
 
+    card = registry.describe(name)
     try:
-        with torch.device("meta"):
-            model = build()
-    except Exception:  # a model whose constructor needs real tensors: build it for real
-        model = build()
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
-
-
-def _minifold_rows() -> list[dict[str, Any]]:
-    from ptk.models import minifold
-    from ptk.models.minifold.config import page_deviations
-
-    rows = []
-    for name in minifold.list_versions():
-        cfg = minifold.load_version(name)
-        total, trainable = _count(lambda cfg=cfg: minifold.build_model(cfg))
-        rows.append(
-            {
-                "name": name,
-                "family": cfg.family,
-                "parent": cfg.parent,
-                "description": cfg.description,
-                "changes": list(cfg.changes),
-                "changed_keys": minifold.changed_keys(name),
-                "page_deviations": [
-                    {"key": d.key, "value": value, "page": d.page, "why": d.why}
-                    for d, value in page_deviations(cfg.to_dict())
-                ],
-                "params": total,
-                "trainable_params": trainable,
-            }
-        )
-    return rows
-
-
-def _extra_rows() -> list[dict[str, Any]]:
-    try:
-        from ptk.models import tasks
-    except ImportError:  # pragma: no cover - task registry not installed
-        return []
-    rows = []
-    for extra in tasks.extra_versions():
-        name = extra["name"]
-        try:
-            total, trainable = _count(lambda name=name: tasks.get_task(name, "default").build_model())
-        except Exception as exc:  # report the row, not a crash, when a family cannot be built
-            log.warning("cannot build %s: %s", name, exc)
-            total = trainable = None
-        rows.append(
-            {
-                "name": name,
-                "family": extra.get("family", ""),
-                "parent": extra.get("parent"),
-                "description": extra.get("description", ""),
-                "changes": list(extra.get("changes", [])),
-                "changed_keys": [],
-                "page_deviations": [],
-                "params": total,
-                "trainable_params": trainable,
-            }
-        )
-    return rows
+        total, trainable = registry.parameter_count(name)
+    except Exception as exc:  # report the row, not a crash, when a family cannot be built
+        log.warning("cannot build %s: %s", name, exc)
+        total = trainable = None
+    return {
+        "name": name,
+        "family": card.family,
+        "parent": card.parent,
+        "description": card.description,
+        "changes": list(card.changes),
+        "changed_keys": list(card.changed_keys),
+        "page_deviations": [
+            {"key": key, "value": value, "page": page, "why": why}
+            for key, value, page, why in card.page_deviations
+        ],
+        "params": total,
+        "trainable_params": trainable,
+    }
 
 
 def version_rows() -> list[dict[str, Any]]:
     """One dict per version: name, family, parent, description, changes, changed_keys,
     page_deviations (key, value, page, why), params, trainable_params."""
-    return _minifold_rows() + _extra_rows()
+    from ptk.models import registry
+
+    return [_row(name) for name in registry.list_versions()]
 
 
 def _millions(n: int | None) -> str:

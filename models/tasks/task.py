@@ -181,3 +181,22 @@ class Task:
             return {}
         means = {k: _nanmean([r[k] for r in ddim_rows]) for k in ("tm", "rmsd", "gdt_ts", "gdt_ha", "lddt")}
         return {**means, "tm_se": _standard_error([r["tm"] for r in ddim_rows])}
+
+
+class RegisteredTask(Task):
+    """A task whose version is a ``models/versions/`` TOML file: its config and recipe are the
+    file's tables at the size (:func:`ptk.models.registry.version_tables`)."""
+
+    def __init__(self, name: str, size: str, overrides: Mapping[str, Any] | None = None) -> None:
+        from ptk.models import registry
+
+        self.name = name
+        self.tables = registry.version_tables(name, size)
+        self.changes = registry.describe(name).changes
+        super().__init__(size, overrides)
+
+    def base_config(self) -> dict[str, Any]:
+        return {"model": dict(self.tables["model"])}
+
+    def base_train(self) -> dict[str, Any]:
+        return dict(self.tables["train"])
