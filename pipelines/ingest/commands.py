@@ -1,13 +1,17 @@
-"""The Click commands ``ptk ingest cath`` and ``ptk ingest qfit``."""
+"""The Click commands ``ptk ingest cath`` and ``ptk ingest qfit``: options in, one call of
+:func:`~ptk.pipelines.ingest.driver.run_ingest`, its notes and summary out on the terminal, and
+its :class:`~ptk.errors.ConfigError` (bad arguments) shown as a usage error (exit status 2)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
+from ptk.errors import ConfigError
 from ptk.pipelines.ingest.driver import Summary, run_ingest
 from ptk.pipelines.ingest.task import DEFAULT_SHARD_ROWS
 
@@ -48,6 +52,18 @@ def _common(fn: Callable) -> Callable:
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def _run(kind: str, inputs: tuple[str, ...], out: Path, **options: Any) -> None:
+    try:
+        summary = run_ingest(kind, inputs, out, command=_argv(), notify=_note, **options)
+    except ConfigError as exc:  # as Click shows its own: the usage line, the message, exit 2
+        raise click.UsageError(str(exc)) from exc
+    _report(summary)
+
+
+def _note(line: str) -> None:
+    click.echo(f"ptk: {line}", err=True)
 
 
 def _report(summary: Summary) -> None:
@@ -102,19 +118,16 @@ def cath(
     max_length: int | None,
 ) -> None:
     """CATH domains/chains → cath shards (backbone, atoms, frames, dihedrals, χ, contacts)."""
-    _report(
-        run_ingest(
-            "cath",
-            inputs,
-            out,
-            splits=splits,
-            cath_list=cath_list,
-            max_length=max_length,
-            scheduler=scheduler,
-            workers=workers,
-            shard_rows=shard_rows,
-            command=_argv(),
-        )
+    _run(
+        "cath",
+        inputs,
+        out,
+        splits=splits,
+        cath_list=cath_list,
+        max_length=max_length,
+        scheduler=scheduler,
+        workers=workers,
+        shard_rows=shard_rows,
     )
 
 
@@ -124,11 +137,7 @@ def qfit(
     inputs: tuple[str, ...], out: Path, scheduler: str | None, workers: int | None, shard_rows: int
 ) -> None:
     """qFit multiconformer models → qfit shards (frames, per-altloc χ and occupancies)."""
-    _report(
-        run_ingest(
-            "qfit", inputs, out, scheduler=scheduler, workers=workers, shard_rows=shard_rows, command=_argv()
-        )
-    )
+    _run("qfit", inputs, out, scheduler=scheduler, workers=workers, shard_rows=shard_rows)
 
 
 def _argv() -> str:

@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
-
+from ptk.errors import ConfigError
 from ptk.files import sha256_file
 
 __all__ = ["Inputs", "discover"]
@@ -43,7 +42,7 @@ def discover(inputs: Sequence[str | os.PathLike[str]], kind: str, exclude: Path 
     """Expand INPUT arguments into files: explicit files as given, folders recursively (sorted).
 
     A file reached twice (named and inside a named folder) is taken once, at its first place.
-    Raises click.UsageError for a path that does not exist.
+    Raises ptk.errors.ConfigError for a path that does not exist.
     """
     files: list[Path] = []
     skipped: list[Path] = []
@@ -60,7 +59,7 @@ def discover(inputs: Sequence[str | os.PathLike[str]], kind: str, exclude: Path 
     for raw in inputs:
         p = Path(raw)
         if not p.exists():
-            raise click.UsageError(f"input {str(raw)!r} does not exist")
+            raise ConfigError(f"input {str(raw)!r} does not exist")
         if not p.is_dir():
             add(p)
             continue

@@ -1,26 +1,33 @@
 """The driver of an ingest: :func:`run_ingest` finds the inputs, resumes or starts the dataset,
-schedules the tasks and hands their results, in input order, to the writer."""
+schedules the tasks and hands their results, in input order, to the writer.
+
+Library code: bad arguments raise :class:`ptk.errors.ConfigError`, notes for the user go to a
+callback (default: this package's logger); the Click commands (:mod:`.commands`) turn both into
+terminal output.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
-
+from ptk.errors import ConfigError, unknown_choice
 from ptk.pipelines.ingest.discovery import _sha256, discover
-from ptk.pipelines.ingest.executors import _check_scheduler, _executor
+from ptk.pipelines.ingest.executors import _check_scheduler, _Distributed, _executor, _Synchronous
 from ptk.pipelines.ingest.plan import _batches, _units
-from ptk.pipelines.ingest.task import DEFAULT_SHARD_ROWS
+from ptk.pipelines.ingest.task import DEFAULT_SHARD_ROWS, Unit
 from ptk.pipelines.ingest.writer import _lock, _Writer
 
 __all__ = ["Summary", "run_ingest"]
+
+log = logging.getLogger("ptk.pipelines.ingest")  # the package's name, as `ptk -v` shows it
 
 
 @dataclass
@@ -78,31 +85,39 @@ def run_ingest(
     shard_rows: int = DEFAULT_SHARD_ROWS,
     command: str | None = None,
     progress: bool | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> Summary:
     """Ingest ``inputs`` into the shard dataset ``out`` (created, or resumed).
 
-    What a run does, and how it resumes: :mod:`ptk.pipelines.ingest`.
+    What a run does, and how it resumes: :mod:`ptk.pipelines.ingest`. ``progress``: a progress
+    bar on stderr (default: when stderr is a terminal). ``notify`` is called with each note for
+    the user, one line each (a folder without structure files; inputs changed since ``out`` was
+    written); default: logged as a warning.
 
     Raises:
-        click.UsageError: no structure files, a missing input, conflicting options on resume.
-        ptk.errors.PtkError: an unreadable split or CATH list file.
+        ptk.errors.ConfigError: an unknown kind, a bad ``shard_rows`` or ``scheduler``, no
+            structure files, a missing input, an ``out`` that cannot be used (not a folder, not
+            empty, locked by another ingest), conflicting options on resume, an unreachable
+            scheduler. ``ptk ingest`` reports these as usage errors (exit status 2).
+        ptk.errors.PtkError: an unreadable split or CATH list file, an unreadable manifest.
     """
     from ptk import shards
     from ptk.labels import CathLabels  # plain Python: this process does not need torch
 
     if kind not in shards.KINDS:
-        raise click.UsageError(f"unknown kind {kind!r}; allowed: {', '.join(shards.KINDS)}")
+        raise unknown_choice("kind", kind, shards.KINDS)
     if shard_rows < 1:
-        raise click.UsageError("--shard-rows must be at least 1")
+        raise ConfigError("--shard-rows must be at least 1")
     _check_scheduler(scheduler)
+    note = notify or (lambda line: log.warning("%s", line))
     started = time.perf_counter()
     out = Path(out)
     found = discover(inputs, kind, exclude=out)
     if not found.files:
         where = ", ".join(str(p) for p in inputs)
-        raise click.UsageError(f"no structure files found in {where}")
+        raise ConfigError(f"no structure files found in {where}")
     for folder in found.empty_folders:
-        click.echo(f"ptk: note: no structure files in folder {folder}", err=True)
+        note(f"note: no structure files in folder {folder}")
 
     labels = CathLabels.load(splits, cath_list) if kind == "cath" and (splits or cath_list) else None
     options: dict[str, Any] = {"shard_rows": shard_rows}
@@ -110,57 +125,20 @@ def run_ingest(
         options.update(
             max_length=max_length, splits=_file_options(splits), cath_list=_file_options(cath_list)
         )
-
-    # Checksums: a resume compares them with the manifest's before anything is scheduled; a
-    # fresh run has nothing to compare, and takes each one from the worker that reads the file.
-    digests: list[str | None] = [None] * len(found.files)
-    if (out / shards.MANIFEST_NAME).is_file():
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            digests = list(pool.map(_sha256, found.files))
-    records = [
-        {"path": str(p), "abspath": os.path.abspath(p), "sha256": d, "rows": None, "rejects": None}
-        for p, d in zip(found.files, digests, strict=True)
-    ]
-
-    if out.exists() and not out.is_dir():
-        raise click.UsageError(f"--out {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ".lock").touch()
-    except OSError as exc:
-        raise click.UsageError(f"--out {out}: cannot write a folder there ({exc.strerror or exc})") from None
+    records = _records(found.files, hashed=(out / shards.MANIFEST_NAME).is_file())
+    _make_folder(out)
     with _lock(out):
         for tmp in out.glob(".*.tmp"):
             tmp.unlink()
         writer = _Writer(
             kind, out, records, options, command or "", shard_rows, [str(p) for p in found.skipped]
         )
-        start, changed = 0, []
-        manifest_path = out / shards.MANIFEST_NAME
-        if manifest_path.exists():
-            manifest = shards.read_manifest(out)
-            if manifest["kind"] != kind:
-                raise click.UsageError(f"{out} holds {manifest['kind']} shards; use another --out for {kind}")
-            diffs = _same_options(manifest.get("options", {}), options)
-            if diffs:
-                flags = ", ".join("--" + d.replace("_", "-") for d in diffs)
-                raise click.UsageError(
-                    f"{out} was written with different options ({flags}); "
-                    "use a new --out, or remove the folder to rebuild it"
-                )
-            start, changed = writer.resume(manifest)
-            if changed:
-                click.echo(
-                    f"ptk: {len(changed)} input(s) changed since {out} was written "
-                    f"(first: {changed[0]}); re-processing from input {start + 1} of {len(records)}",
-                    err=True,
-                )
-        elif any(p.name not in (".lock",) for p in out.iterdir()):
-            raise click.UsageError(
-                f"--out {out} is not empty and holds no {shards.MANIFEST_NAME}; choose an empty or new folder"
+        start, changed = _open_dataset(writer, options)
+        if changed:
+            note(
+                f"{len(changed)} input(s) changed since {out} was written "
+                f"(first: {changed[0]}); re-processing from input {start + 1} of {len(records)}"
             )
-        else:  # the manifest comes before the first part, so a run stopped at any point resumes
-            writer.start()
         kept_parts = len(writer.parts)
 
         todo = [unit for i, rec in enumerate(records) if i >= start for unit in _units(i, rec)]
@@ -170,28 +148,12 @@ def run_ingest(
             executor = _executor(
                 scheduler, workers, (kind, labels, max_length, os.path.abspath(out), shard_rows)
             )
-            try:
-                from tqdm import tqdm
-
-                with tqdm(
-                    total=len(records),
-                    initial=start,
-                    unit="file",
-                    disable=not show,
-                    desc=f"ingest {kind}",
-                    file=sys.stderr,
-                ) as bar:
-                    for batch in executor.map(_batches(todo, shard_rows)):
-                        processed_rows += writer.add(batch)
-                        processed_atoms += sum(p.n_atoms for p in batch.packed)
-                        bar.update(sum(p.unit.chunk == p.unit.n_chunks - 1 for p in batch.packed))
-            except KeyboardInterrupt:
-                executor.close(interrupted=True)
-                raise
-            finally:
-                executor.close()
+            bar = dict(
+                total=len(records), initial=start, unit="file", disable=not show, desc=f"ingest {kind}"
+            )
+            processed_rows, processed_atoms = _process(executor, todo, writer, bar)
             writer.finish()
-        elif not manifest_path.exists() or not shards.read_manifest(out).get("complete"):
+        elif not shards.read_manifest(out).get("complete"):
             writer.finish()
         totals = writer.totals()
     return Summary(
@@ -208,3 +170,82 @@ def run_ingest(
         seconds=time.perf_counter() - started,
         changed=changed,
     )
+
+
+def _records(files: Sequence[Path], hashed: bool) -> list[dict[str, Any]]:
+    """The manifest's record of each input. Checksums: a resume (``hashed``) compares them with the
+    manifest's before anything is scheduled; a fresh run has nothing to compare, and takes each
+    one from the worker that reads the file."""
+    digests: list[str | None] = [None] * len(files)
+    if hashed:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            digests = list(pool.map(_sha256, files))
+    return [
+        {"path": str(p), "abspath": os.path.abspath(p), "sha256": d, "rows": None, "rejects": None}
+        for p, d in zip(files, digests, strict=True)
+    ]
+
+
+def _make_folder(out: Path) -> None:
+    """Create ``out`` and its lock file; ConfigError where that cannot be."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".lock").touch()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write a folder there ({exc.strerror or exc})") from None
+
+
+def _open_dataset(writer: _Writer, options: dict[str, Any]) -> tuple[int, list[str]]:
+    """Resume the dataset in ``writer.out`` if it has a manifest, else start a fresh one; returns
+    (first input to do, changed inputs) as :meth:`_Writer.resume` does.
+
+    Raises:
+        ptk.errors.ConfigError: the folder holds another kind, was written with other options,
+            or holds files but no manifest.
+    """
+    from ptk import shards
+
+    out, kind = writer.out, writer.kind
+    if not (out / shards.MANIFEST_NAME).exists():
+        if any(p.name not in (".lock",) for p in out.iterdir()):
+            raise ConfigError(
+                f"--out {out} is not empty and holds no {shards.MANIFEST_NAME}; choose an empty or new folder"
+            )
+        writer.start()  # the manifest comes before the first part, so a run stopped at any point resumes
+        return 0, []
+    manifest = shards.read_manifest(out)
+    if manifest["kind"] != kind:
+        raise ConfigError(f"{out} holds {manifest['kind']} shards; use another --out for {kind}")
+    diffs = _same_options(manifest.get("options", {}), options)
+    if diffs:
+        flags = ", ".join("--" + d.replace("_", "-") for d in diffs)
+        raise ConfigError(
+            f"{out} was written with different options ({flags}); "
+            "use a new --out, or remove the folder to rebuild it"
+        )
+    return writer.resume(manifest)
+
+
+def _process(
+    executor: _Synchronous | _Distributed, todo: list[Unit], writer: _Writer, bar: dict[str, Any]
+) -> tuple[int, int]:
+    """Run the tasks of ``todo`` and hand their results, in input order, to ``writer``, under a
+    tqdm progress bar (``bar``: its settings) on stderr; closes ``executor``. Returns the rows
+    kept and the atoms they hold."""
+    rows = atoms = 0
+    try:
+        from tqdm import tqdm
+
+        with tqdm(**bar, file=sys.stderr) as progress:
+            for batch in executor.map(_batches(todo, writer.shard_rows)):
+                rows += writer.add(batch)
+                atoms += sum(p.n_atoms for p in batch.packed)
+                progress.update(sum(p.unit.chunk == p.unit.n_chunks - 1 for p in batch.packed))
+    except KeyboardInterrupt:
+        executor.close(interrupted=True)
+        raise
+    finally:
+        executor.close()
+    return rows, atoms

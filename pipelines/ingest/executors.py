@@ -12,12 +12,11 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import click
-
+from ptk.errors import ConfigError
 from ptk.pipelines.ingest.cluster import local_cluster
 from ptk.pipelines.ingest.task import Batch, Packed, Unit, _reject_dict, process_batch
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ptk.pipelines.ingest")  # the package's name, as `ptk -v` shows it
 
 
 class _Synchronous:
@@ -164,7 +163,7 @@ class _Distributed:
 
 
 def _check_scheduler(value: str | None) -> None:
-    """A UsageError unless ``value`` is None, ``synchronous`` or a Dask address with a host and
+    """A ConfigError unless ``value`` is None, ``synchronous`` or a Dask address with a host and
     a port (``tcp://HOST:PORT``, or ``HOST:PORT``; ``inproc://`` needs no port)."""
     from urllib.parse import urlsplit
 
@@ -178,7 +177,7 @@ def _check_scheduler(value: str | None) -> None:
     if parts.scheme == "inproc" and parts.hostname:  # a cluster in this process (Dask's tests, notebooks)
         return
     if parts.scheme not in ("tcp", "tls", "ws", "wss", "ucx") or not parts.hostname or port is None:
-        raise click.UsageError(
+        raise ConfigError(
             f"--scheduler {value!r}: expected 'synchronous' or a Dask scheduler address, tcp://HOST:PORT"
         )
 
@@ -235,5 +234,5 @@ def _executor(scheduler: str | None, workers: int | None, args: tuple) -> _Synch
         _probe(scheduler)
         client = Client(scheduler, timeout="30s")
     except OSError as exc:
-        raise click.UsageError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from exc
+        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from exc
     return _Distributed(client, None, process_batch, args)

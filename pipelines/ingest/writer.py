@@ -12,8 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import click
-
+from ptk.errors import ConfigError
 from ptk.files import atomic_write
 from ptk.pipelines.ingest.discovery import _sha256
 from ptk.pipelines.ingest.task import Batch, PartFile, write_parts
@@ -28,7 +27,7 @@ def _lock(out: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            raise click.UsageError(f"{out} is being written by another ptk ingest (lock held)") from exc
+            raise ConfigError(f"{out} is being written by another ptk ingest (lock held)") from exc
         yield
     finally:
         fh.close()
