@@ -1,7 +1,7 @@
 """Learning benchmark, qFitLatent and Pallatom-refiner parts: does a model that ``ptk train``
 trains *learn*?
 
-Each family is ingested with the real ingest (:func:`ptk.pipelines.ingest.run_ingest`, synchronous
+Each family is ingested with the real ingest (:func:`ptk.pipelines.ingest.driver.run_ingest`, synchronous
 scheduler), trained with :func:`ptk.pipelines.train.run_training` (the Trainer, losses, EMA and LR
 schedule of ``ptk train``; validation on the training shards, ``patience=0``), and the EMA weights
 of the run's ``checkpoints/last.pt`` are judged with ptk's own functions:

@@ -1,5 +1,5 @@
 """Imported only inside the processes of ``ptk ingest``'s local cluster: first by the fork
-server the workers are forked from (the head of :data:`ptk.pipelines.ingest.WORKER_PRELOAD`),
+server the workers are forked from (the head of :data:`ptk.pipelines.ingest.cluster.WORKER_PRELOAD`),
 then by each worker as its Dask preload (``distributed.worker.preload``). Never import it in the
 driver: importing it makes the process ignore SIGINT.
 
@@ -17,7 +17,7 @@ import signal
 from typing import Any
 
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # drops a Ctrl-C held pending meanwhile
-# the fork server starts with SIGINT blocked (see ptk.pipelines.ingest.local_cluster): ignored now
+# the fork server starts with SIGINT blocked (see ptk.pipelines.ingest.cluster.local_cluster): ignored now
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 

@@ -418,9 +418,10 @@ def test_parts_the_manifest_does_not_list_yet_are_redone_on_resume(
     tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ptk.pipelines import ingest as pipeline
+    from ptk.pipelines.ingest import plan
 
     inputs = _copy_inputs(shared_data, tmp_path / "in")
-    monkeypatch.setattr(pipeline, "TASK_UNITS", 3)  # tasks of 3 files, parts of 3 rows
+    monkeypatch.setattr(plan, "TASK_UNITS", 3)  # tasks of 3 files, parts of 3 rows
     fresh = tmp_path / "fresh"
     pipeline.run_ingest("cath", [inputs], fresh, scheduler="synchronous", shard_rows=6)
     expected = _snapshot(fresh)
@@ -448,9 +449,10 @@ def test_a_run_stopped_before_its_first_manifest_update_resumes(
     before the first --shard-rows rows would update the manifest) is resumed by the same
     command, not refused as a folder that is "not empty", and ends as a clean run's dataset."""
     from ptk.pipelines import ingest as pipeline
+    from ptk.pipelines.ingest import plan
 
     inputs = _copy_inputs(shared_data, tmp_path / "in")
-    monkeypatch.setattr(pipeline, "TASK_UNITS", 3)
+    monkeypatch.setattr(plan, "TASK_UNITS", 3)
     fresh = tmp_path / "fresh"
     pipeline.run_ingest("cath", [inputs], fresh, scheduler="synchronous")
     killed = tmp_path / "killed"
@@ -511,6 +513,7 @@ def test_large_jsonl_is_split_into_tasks_and_resumes_mid_file(
     tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ptk.pipelines import ingest as pipeline
+    from ptk.pipelines.ingest import plan
 
     ts50 = json.loads((shared_data / "cath" / "ts50" / "ts50.json").read_text())
     jsonl = tmp_path / "chain_set.jsonl"
@@ -530,8 +533,8 @@ def test_large_jsonl_is_split_into_tasks_and_resumes_mid_file(
     whole = tmp_path / "whole"
     pipeline.run_ingest("cath", [jsonl], whole, scheduler="synchronous", shard_rows=5)
 
-    monkeypatch.setattr(pipeline, "JSONL_CHUNK_BYTES", jsonl.stat().st_size // 8)
-    units = pipeline._units(0, {"path": str(jsonl), "sha256": "x"})
+    monkeypatch.setattr(plan, "JSONL_CHUNK_BYTES", jsonl.stat().st_size // 8)
+    units = plan._units(0, {"path": str(jsonl), "sha256": "x"})
     assert len(units) >= 5 and units[0].byte_range[0] == 0 and units[-1].byte_range[1] == jsonl.stat().st_size
     assert all(a.byte_range[1] == b.byte_range[0] for a, b in zip(units, units[1:], strict=False))
     chunked = tmp_path / "chunked"

@@ -186,15 +186,16 @@ def test_workers_that_cannot_write_into_out_send_their_rows_back(
     from distributed import Client
 
     from ptk.pipelines import ingest as pipeline
+    from ptk.pipelines.ingest import executors
 
     with Client(cluster, timeout="30s") as client:
-        assert pipeline._workers_share(client, tmp_path)
+        assert executors._workers_share(client, tmp_path)
         # a folder the worker cannot reach (as on a cluster without a shared file system)
-        assert not pipeline._workers_share(client, tmp_path / "only-on-the-driver")
+        assert not executors._workers_share(client, tmp_path / "only-on-the-driver")
     assert not list(tmp_path.glob(".probe-*"))
 
     # Such a cluster's rows come back to this process, which writes the same parts.
-    monkeypatch.setattr(pipeline, "_workers_share", lambda client, folder: False)
+    monkeypatch.setattr(executors, "_workers_share", lambda client, folder: False)
     out = tmp_path / "shards"
     summary = pipeline.run_ingest(
         "cath", _inputs(shared_data), out, scheduler=cluster, shard_rows=20, progress=False
@@ -210,6 +211,7 @@ def test_a_task_that_dies_is_retried_file_by_file(
     from distributed import Client, LocalCluster
 
     from ptk.pipelines import ingest as pipeline
+    from ptk.pipelines.ingest import executors
 
     files = sorted((shared_data / "cath" / "dompdb").iterdir())[:6]
     poison = str(files[2])  # a good file, but its worker "dies" on it
@@ -222,7 +224,7 @@ def test_a_task_that_dies_is_retried_file_by_file(
 
     reference = tmp_path / "sync"
     pipeline.run_ingest("cath", files, reference, scheduler="synchronous", shard_rows=4, progress=False)
-    monkeypatch.setattr(pipeline, "process_batch", dies_on_poison)
+    monkeypatch.setattr(executors, "process_batch", dies_on_poison)
     out = tmp_path / "shards"
     # A real scheduler and worker, in this process so that the failing task function reaches it.
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
