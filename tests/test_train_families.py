@@ -133,6 +133,8 @@ def test_two_epochs_write_the_run_folder(
         assert not (run / "samples").exists() and rows[1]["ddim_tm"] == ""
     if version == "qfitlatent":
         assert 0.0 <= float(rows[1]["val_chi_acc_1"]) <= 1.0 and float(rows[1]["val_nll"]) > 0
+        # the residue-weighted NLL has its own column beside the loss term's
+        assert header.count("val_nll") == 1 and float(rows[1]["val_nll_residue"]) > 0
     if version == "contact-classifier":
         assert header[-4:] == ["class_acc", "arch_acc", "contact_recall", "bce"]
         # the one validation chain here is a 48-residue helix: no Cα contact with |i - j| >= 6,

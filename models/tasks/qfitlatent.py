@@ -17,7 +17,7 @@ class QFitLatentTask(RegisteredTask):
 
     family = "qfitlatent"
     data_kind = "qfit"
-    extra_columns = ("val_nll", "val_chi_acc_1", "val_chi_acc_2", "val_chi_acc_3", "val_chi_acc_4")
+    extra_columns = ("val_nll_residue", "val_chi_acc_1", "val_chi_acc_2", "val_chi_acc_3", "val_chi_acc_4")
 
     def __init__(self, name: str, size: str, overrides: Mapping[str, Any] | None = None) -> None:
         from ptk.models import qfitlatent
@@ -41,7 +41,8 @@ class QFitLatentTask(RegisteredTask):
         return self._q.compute_loss(model, batch, info)
 
     def extras(self, model, batch):
-        """Residue-weighted validation NLL and top-mode χ accuracy (hits / defined χ)."""
+        """Residue-weighted validation NLL (``val_nll_residue``; the loss term's ``val_nll`` is the
+        mean over batches) and top-mode χ accuracy (hits / defined χ)."""
         q = self._q
         outputs = model(batch)
         mixture = q.mixture_from_outputs(outputs)
@@ -50,7 +51,7 @@ class QFitLatentTask(RegisteredTask):
             mixture, batch["chi"], batch["chi_mask"], batch["occupancy"], batch["chi_symmetric"],
             valid, batch.get("altloc_mask"),
         )  # fmt: skip
-        result = {"val_nll": (float(per_residue[valid].sum()), float(valid.sum()))}
+        result = {"val_nll_residue": (float(per_residue[valid].sum()), float(valid.sum()))}
         hits, counts = q.chi_accuracy(mixture, batch)
         for d in range(min(4, hits.shape[0])):
             result[f"val_chi_acc_{d + 1}"] = (float(hits[d]), float(counts[d]))

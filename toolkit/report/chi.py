@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from typing import Any
 
 from ptk.report.blocks import cell, figure, table
 from ptk.report.inputs import ChiPanel
@@ -28,9 +29,9 @@ def qfit_section(page: Page, run: Run, chi_panels: Sequence[ChiPanel], note: str
     if frame is not None and len(frame):
         best = run.best_row if run.best_row is not None else frame.iloc[-1]
         header = ["", "val NLL"] + [f"χ{c[-1]} accuracy" for c in acc_cols]
-        cells = [cell(best.get("val_nll", best.get("val_loss")))] + [cell(best.get(c)) for c in acc_cols]
+        cells = [cell(_nll(best))] + [cell(best.get(c)) for c in acc_cols]
         last = frame.iloc[-1]
-        last_cells = [cell(last.get("val_nll", last.get("val_loss")))] + [cell(last.get(c)) for c in acc_cols]
+        last_cells = [cell(_nll(last))] + [cell(last.get(c)) for c in acc_cols]
         parts.append(
             "<p>Occupancy-weighted von Mises mixture NLL over the valid validation residues "
             "(≥ 2 conformers, ≥ 1 defined χ) and the top-mode χ accuracy (μ of the heaviest component "
@@ -60,3 +61,13 @@ def qfit_section(page: Page, run: Run, chi_panels: Sequence[ChiPanel], note: str
     if not chi_panels:
         parts.append(page.miss("chi", note or "no χ densities were computed for this run"))
     page.add("qfit", "qFitLatent: χ distributions", "".join(parts))
+
+
+def _nll(row: Any) -> Any:
+    """The residue-weighted validation NLL of a metrics row (``val_nll_residue``; runs from before
+    it had its own column wrote it in ``val_nll``), else the validation loss."""
+    for column in ("val_nll_residue", "val_nll", "val_loss"):
+        value = row.get(column)
+        if value is not None and value == value:
+            return value
+    return None

@@ -50,9 +50,13 @@ def comparison_section(page: Page, runs: Sequence[Run], runs_dir: Path, current:
                 tm = f'{cell(pick["ddim_tm"])} <span class="small">(E{int(pick["epoch"])})</span>'
                 gdt = cell(pick.get("ddim_gdt_ts"))
             src = best if best is not None else frame.iloc[-1]
-            for c in ("val_nll", "val_chi_acc_1", "val_chi_acc_2", "class_acc", "arch_acc", "contact_recall"):
-                if c in frame and not cell(src.get(c)) == "":
-                    fam.append(f"{c.removeprefix('val_')} {cell(src.get(c))}")
+            nll = next(
+                (c for c in ("val_nll_residue", "val_nll") if c in frame and cell(src.get(c)) != ""), None
+            )
+            for c in (nll, "val_chi_acc_1", "val_chi_acc_2", "class_acc", "arch_acc", "contact_recall"):
+                if c is not None and c in frame and not cell(src.get(c)) == "":
+                    label = "nll" if c == nll else c.removeprefix("val_")
+                    fam.append(f"{label} {cell(src.get(c))}")
         params = r.config.get("n_params")
         rows.append(
             [
