@@ -126,7 +126,7 @@ class NoiseSchedule:
 
     The page's two statements disagree; its measured frame-confidence share pins the cosine
     schedule to the tenth of a percent, so cosine is the Mini-Fold default
-    (``ptk.models.minifold.config.PAGE_DEVIATIONS`` lists it, with the reason).
+    (``ptk.models.minifold.page.PAGE_DEVIATIONS`` lists it, with the reason).
     """
 
     def __init__(

@@ -8,7 +8,7 @@ the noised Cα cloud x_t, the timestep, the frozen encoder's single embedding an
   update (composed on the right, in the local frame). x_0 is the final frame translations, and the
   final rotations are returned for FAPE and the frame-rotation loss (v11b's fix: learned R is
   used). v14 adds the backbone head on the final frames. Where the frames start
-  (:class:`~ptk.models.minifold.config.DenoiserConfig`, ``config.PAGE_DEVIATIONS`` says why):
+  (:class:`~ptk.models.minifold.config.DenoiserConfig`, ``page.PAGE_DEVIATIONS`` says why):
 
   - rotations: ``frame_init="identity"`` (ptk's default, AF2's start) or ``"snr_gated"`` (the
     page: the Gram-Schmidt rotations of the noised Cα triplets slerped from the identity by the

@@ -11,7 +11,7 @@ rotation is ``slerp(I, R_GS, conf)`` with ``conf(t) = clamp((SNR(t) − 0.2)/(1.
 the identity at SNR ≤ 0.2 (t ≳ 730 with the cosine schedule), pure Gram-Schmidt at SNR ≥ 1.
 That is the page's ``frame_init="snr_gated"``; in ÷10 Å coordinates the Gram-Schmidt rotations
 of a noised trace are no better than random ones up to SNR ≈ 5 (median error > 95° against 126°
-at random), so ptk's default starts from the identity instead (``config.PAGE_DEVIATIONS``).
+at random), so ptk's default starts from the identity instead (``page.PAGE_DEVIATIONS``).
 Everything here runs in fp32 with autocast off (the page's fp16 underflow in Gram-Schmidt and
 slerp); :class:`ptk.models.rigid.Rigid` does the casting.
 """
