@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from ptk import features, geometry, shards
-from ptk.errors import ShardError
+from ptk.errors import ConfigError, ShardError
 from ptk.pipelines.ingest import run_ingest
+from ptk.shards import store
 from ptk.structure import read_chains
 
 
@@ -321,3 +322,127 @@ def test_manifest_lists_only_whole_parts_and_refuses_other_versions(cath_dir: Pa
         shards.CathDataset(copy)
     with pytest.raises(ShardError, match="not a shard dataset"):
         shards.read_manifest(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# The folder as ptk.shards.store writes it (the ingest calls these for every file it writes)
+
+
+def test_a_manifest_the_store_writes_is_the_one_it_reads(tmp_path: Path) -> None:
+    inputs = [
+        {"path": "a.pdb", "abspath": "/x/a.pdb", "sha256": "aa", "rows": 2, "rejects": 0},
+        {"path": "b.pdb", "abspath": "/x/b.pdb", "sha256": "bb", "rows": 0, "rejects": 1},
+        {"path": "c.pdb", "abspath": "/x/c.pdb", "sha256": None, "rows": None, "rejects": None},
+    ]
+    parts = [store.part_entry(store.part_name(0), 2, (0, 2), 2, True)]
+    manifest = store.manifest(
+        kind="qfit",
+        command="ptk ingest qfit a.pdb b.pdb c.pdb --out x",
+        options={"shard_rows": 5},
+        created="2024-01-02T03:04:05+00:00",
+        complete=False,
+        cursor=2,
+        cursor_ends_task=True,
+        parts=parts,
+        inputs=inputs,
+        rejects=1,
+        skipped=["notes.txt"],
+    )
+    store.write_manifest(tmp_path, manifest)
+    assert store.read_manifest(tmp_path) == manifest
+    assert sorted(p.name for p in tmp_path.iterdir()) == [store.MANIFEST_NAME]  # no temporary left
+    text = (tmp_path / store.MANIFEST_NAME).read_text()
+    assert text == json.dumps(manifest, indent=1) + "\n"
+    assert list(manifest) == [
+        "kind",
+        "schema_version",
+        "ptk_version",
+        "command",
+        "options",
+        "created",
+        "updated",
+        "complete",
+        "cursor",
+        "cursor_ends_task",
+        "totals",
+        "parts",
+        "inputs",
+        "skipped",
+    ]
+    assert manifest["schema_version"] == shards.SCHEMA_VERSION
+    assert manifest["totals"] == {"rows": 2, "files_with_rows": 1, "rejects": 1, "inputs": 3}
+    assert manifest["parts"][0] == {
+        "file": "part-00000.parquet",
+        "rows": 2,
+        "inputs": [0, 2],
+        "complete_through": 2,
+        "boundary": True,
+    }
+    assert store.part_paths(tmp_path) == [tmp_path / "part-00000.parquet"]
+    store.write_manifest(tmp_path, dict(manifest, kind="pdb"))  # what the reader refuses
+    with pytest.raises(ShardError, match="unknown shard kind 'pdb'"):
+        store.read_manifest(tmp_path)
+
+
+def test_rejects_the_store_writes_round_trip(tmp_path: Path) -> None:
+    assert store.read_rejects(tmp_path).num_rows == 0  # none written yet
+    rows = [
+        {"input": "a.pdb", "item": None, "stage": "read", "error_class": "OSError", "message": "gone"},
+        {
+            "input": "dir/b.jsonl",
+            "item": "bytes 0-4096",
+            "stage": "worker",
+            "error_class": "KilledWorker",
+            "message": "Å, ±, \u00e9 and a\nsecond line",
+        },
+        {"input": "c.cif", "item": "1abc.A", "stage": "dedupe", "error_class": "DuplicateId", "message": ""},
+    ]
+    store.write_rejects(tmp_path, rows)
+    table = store.read_rejects(tmp_path)
+    assert table.schema.equals(shards.REJECTS_SCHEMA, check_metadata=True)
+    assert table.to_pylist() == rows
+    store.write_rejects(tmp_path, [])  # always rewritten whole, possibly empty
+    empty = store.read_rejects(tmp_path)
+    assert empty.num_rows == 0 and empty.schema.equals(shards.REJECTS_SCHEMA)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [store.REJECTS_NAME]
+
+
+def test_the_lock_excludes_a_second_writer(tmp_path: Path) -> None:
+    with store.lock(tmp_path):
+        with pytest.raises(ConfigError, match="lock held"), store.lock(tmp_path):
+            pass
+    with store.lock(tmp_path):  # released
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == [store.LOCK_NAME]
+
+
+def test_an_ingested_folder_holds_exactly_the_files_the_store_names(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from ptk.pipelines.cli import cli
+
+    files = sorted((shared_data / "cath" / "dompdb").iterdir())[:5]
+    out = tmp_path / "shards"
+
+    def ingest(*inputs: Path) -> None:
+        args = ["ingest", "cath", *map(str, inputs), "--out", str(out), "--scheduler", "synchronous"]
+        result = CliRunner().invoke(cli, [*args, "--shard-rows", "2"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+
+    def named_by_the_store() -> list[str]:
+        parts = [p.name for p in store.part_paths(out)]
+        assert parts == [store.part_name(k) for k in range(len(parts))]
+        return sorted([store.MANIFEST_NAME, store.REJECTS_NAME, store.LOCK_NAME, *parts])
+
+    ingest(*files[:3])
+    assert sorted(p.name for p in out.iterdir()) == named_by_the_store()
+    assert store.read_manifest(out)["totals"]["rows"] == 3
+    # leftovers of a killed run: a task's temporary part, a probe, an unlisted part
+    (out / store.temporary_name("task-0123-000.parquet")).write_bytes(b"half")
+    (out / store.temporary_name("probe-0123")).touch()
+    (out / store.part_name(99)).write_bytes(b"half a part")
+    ingest(*files)  # resumes: the new files sort after the old ones
+    assert sorted(p.name for p in out.iterdir()) == named_by_the_store()
+    assert store.read_manifest(out)["complete"] and store.read_table(out).num_rows == 5

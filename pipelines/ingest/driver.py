@@ -23,7 +23,7 @@ from ptk.pipelines.ingest.discovery import _sha256, discover
 from ptk.pipelines.ingest.executors import _check_scheduler, _Distributed, _executor, _Synchronous
 from ptk.pipelines.ingest.plan import _batches, _units
 from ptk.pipelines.ingest.task import DEFAULT_SHARD_ROWS, Unit
-from ptk.pipelines.ingest.writer import _lock, _Writer
+from ptk.pipelines.ingest.writer import _Writer
 
 __all__ = ["Summary", "run_ingest"]
 
@@ -48,9 +48,11 @@ class Summary:
     changed: list[str] = field(default_factory=list)
 
     def line(self) -> str:
+        from ptk.shards import store
+
         return (
             f"{self.rows:,} chains from {self.files_with_rows:,} files; {self.rejects:,} rejected "
-            f"→ {self.out / 'rejects.parquet'}"
+            f"→ {self.out / store.REJECTS_NAME}"
         )
 
 
@@ -103,6 +105,7 @@ def run_ingest(
     """
     from ptk import shards
     from ptk.labels import CathLabels  # plain Python: this process does not need torch
+    from ptk.shards import store
 
     if kind not in shards.KINDS:
         raise unknown_choice("kind", kind, shards.KINDS)
@@ -125,11 +128,10 @@ def run_ingest(
         options.update(
             max_length=max_length, splits=_file_options(splits), cath_list=_file_options(cath_list)
         )
-    records = _records(found.files, hashed=(out / shards.MANIFEST_NAME).is_file())
+    records = _records(found.files, hashed=(out / store.MANIFEST_NAME).is_file())
     _make_folder(out)
-    with _lock(out):
-        for tmp in out.glob(".*.tmp"):
-            tmp.unlink()
+    with store.lock(out):
+        store.sweep_temporary(out)
         writer = _Writer(
             kind, out, records, options, command or "", shard_rows, [str(p) for p in found.skipped]
         )
@@ -153,7 +155,7 @@ def run_ingest(
             )
             processed_rows, processed_atoms = _process(executor, todo, writer, bar)
             writer.finish()
-        elif not shards.read_manifest(out).get("complete"):
+        elif not store.read_manifest(out).get("complete"):
             writer.finish()
         totals = writer.totals()
     return Summary(
@@ -188,11 +190,13 @@ def _records(files: Sequence[Path], hashed: bool) -> list[dict[str, Any]]:
 
 def _make_folder(out: Path) -> None:
     """Create ``out`` and its lock file; ConfigError where that cannot be."""
+    from ptk.shards import store
+
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        (out / ".lock").touch()
+        (out / store.LOCK_NAME).touch()
     except OSError as exc:
         raise ConfigError(f"--out {out}: cannot write a folder there ({exc.strerror or exc})") from None
 
@@ -205,17 +209,17 @@ def _open_dataset(writer: _Writer, options: dict[str, Any]) -> tuple[int, list[s
         ptk.errors.ConfigError: the folder holds another kind, was written with other options,
             or holds files but no manifest.
     """
-    from ptk import shards
+    from ptk.shards import store
 
     out, kind = writer.out, writer.kind
-    if not (out / shards.MANIFEST_NAME).exists():
-        if any(p.name not in (".lock",) for p in out.iterdir()):
+    if not (out / store.MANIFEST_NAME).exists():
+        if any(p.name != store.LOCK_NAME for p in out.iterdir()):
             raise ConfigError(
-                f"--out {out} is not empty and holds no {shards.MANIFEST_NAME}; choose an empty or new folder"
+                f"--out {out} is not empty and holds no {store.MANIFEST_NAME}; choose an empty or new folder"
             )
         writer.start()  # the manifest comes before the first part, so a run stopped at any point resumes
         return 0, []
-    manifest = shards.read_manifest(out)
+    manifest = store.read_manifest(out)
     if manifest["kind"] != kind:
         raise ConfigError(f"{out} holds {manifest['kind']} shards; use another --out for {kind}")
     diffs = _same_options(manifest.get("options", {}), options)

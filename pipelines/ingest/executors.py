@@ -40,7 +40,9 @@ def _touch(folder: str) -> str | None:
     """(On a worker.) Create an empty hidden file in ``folder``; its name, or None if it cannot."""
     import uuid
 
-    name = f".probe-{uuid.uuid4().hex}.tmp"
+    from ptk.shards import store
+
+    name = store.temporary_name(f"probe-{uuid.uuid4().hex}")
     try:
         Path(folder, name).touch(exist_ok=False)
     except OSError:

@@ -129,13 +129,13 @@ def write_parts(
     under a hidden temporary name in ``out`` that the driver renames into place in order."""
     import uuid
 
-    from ptk import shards
+    from ptk.shards import store
 
     token = uuid.uuid4().hex
     parts = []
     for k, cut in enumerate(part_layout(packed, shard_rows)):
-        name = f".task-{token}-{k:03d}.parquet.tmp"
-        with shards.PartWriter(Path(out) / name, table.schema) as part:
+        name = store.temporary_name(f"task-{token}-{k:03d}.parquet")
+        with store.PartWriter(Path(out) / name, table.schema) as part:
             part.write(table.slice(cut.start, cut.stop - cut.start))
             part.commit()
         parts.append(PartFile(name, cut.stop - cut.start, cut.inputs, cut.complete_through, cut.boundary))

@@ -1,41 +1,21 @@
-"""The writer of a shard dataset under ingest: parts put in place in input order, rejects, manifest,
-and the resume of an earlier run's unchanged prefix."""
+"""The writer of a shard dataset under ingest: what to write and when (parts put in place in input
+order, rejects, manifest) and the resume of an earlier run's unchanged prefix. How each file is
+named, laid out and written is :mod:`ptk.shards.store`'s, which this module calls for every write."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
-import os
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ptk.errors import ConfigError
-from ptk.files import atomic_write
 from ptk.pipelines.ingest.discovery import _sha256
 from ptk.pipelines.ingest.task import Batch, PartFile, write_parts
 
 
-@contextlib.contextmanager
-def _lock(out: Path) -> Iterator[None]:
-    import fcntl
-
-    fh = open(out / ".lock", "w")  # noqa: SIM115 - held for the whole run
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise ConfigError(f"{out} is being written by another ptk ingest (lock held)") from exc
-        yield
-    finally:
-        fh.close()
-
-
 class _Writer:
-    """Consumes task results in input order: accounts every unit, drops duplicate ids, renames the
-    tasks' parts into place, and keeps rejects and the manifest up to date."""
+    """Consumes task results in input order: accounts every unit, drops duplicate ids, has the
+    store rename the tasks' parts into place, and keeps rejects and the manifest up to date."""
 
     def __init__(
         self,
@@ -47,17 +27,16 @@ class _Writer:
         shard_rows: int,
         skipped: list[str],
     ) -> None:
-        from ptk import __version__, shards
+        from ptk.shards import store  # lazily: `ptk ingest --help` imports no pyarrow
 
-        self.shards = shards
+        self.store = store
         self.kind, self.out, self.inputs = kind, out, inputs
         self.options, self.command, self.shard_rows, self.skipped = options, command, shard_rows, skipped
-        self.ptk_version = __version__
         self.parts: list[dict[str, Any]] = []
         self.rejects: list[dict[str, Any]] = []
         self.seen: dict[str, str] = {}
         self.cursor = 0
-        self.created = datetime.now(UTC).isoformat(timespec="seconds")
+        self.created = store.timestamp()
         self.new_parts = 0
         self._unsaved_rows = 0  # rows in parts the manifest does not list yet
         self._cursor_ends_task = True
@@ -71,8 +50,6 @@ class _Writer:
         Tasks are formed from the inputs alone, so the tasks from there on are the ones a fresh
         run forms, and what follows is written exactly as a fresh run would write it.
         """
-        import pyarrow.parquet as pq
-
         old_inputs = manifest.get("inputs", [])
         old_cursor = int(manifest.get("cursor", 0))
         r = 0
@@ -104,7 +81,7 @@ class _Writer:
         self.cursor = resume_at
         self._cursor_ends_task = True
         for part in self.parts:
-            ids = pq.read_table(self.out / part["file"], columns=["id", "source"])
+            ids = self.store.read_part(self.out, part["file"], columns=["id", "source"])
             for row_id, source in zip(
                 ids.column("id").to_pylist(), ids.column("source").to_pylist(), strict=True
             ):
@@ -113,7 +90,7 @@ class _Writer:
         # from another folder types the same files differently)
         typed_abspath = {i["path"]: i["abspath"] for i in old_inputs}
         done = {rec["abspath"] for rec in self.inputs[:resume_at]}
-        old_rejects = self.shards.read_rejects(self.out).to_pylist()
+        old_rejects = self.store.read_rejects(self.out).to_pylist()
         self.rejects = [rej for rej in old_rejects if typed_abspath.get(rej["input"], rej["input"]) in done]
         for rec, old in zip(self.inputs[:resume_at], old_inputs[:resume_at], strict=True):
             rec["rows"], rec["rejects"] = old.get("rows"), old.get("rejects")
@@ -193,16 +170,9 @@ class _Writer:
     def _place(self, parts: Sequence[PartFile]) -> None:
         """Rename a task's parts to the next part names and list them; the manifest follows."""
         for part in parts:
-            name = self.shards.part_name(len(self.parts))
-            os.replace(self.out / part.tmp, self.out / name)
+            name = self.store.place_part(self.out, part.tmp, len(self.parts))
             self.parts.append(
-                {
-                    "file": name,
-                    "rows": part.rows,
-                    "inputs": list(part.inputs),
-                    "complete_through": part.complete_through,
-                    "boundary": part.boundary,
-                }
+                self.store.part_entry(name, part.rows, part.inputs, part.complete_through, part.boundary)
             )
             self.new_parts += 1
             self._unsaved_rows += part.rows
@@ -214,9 +184,8 @@ class _Writer:
 
     def _read(self, parts: Sequence[PartFile]) -> Any:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        return pa.concat_tables([pq.read_table(self.out / part.tmp) for part in parts])
+        return pa.concat_tables([self.store.read_part(self.out, part.tmp) for part in parts])
 
     def _discard(self, parts: Sequence[PartFile]) -> None:
         for part in parts:
@@ -227,51 +196,31 @@ class _Writer:
         self._write_state(complete=False)
 
     def finish(self) -> None:
+        """Write the manifest of the whole dataset, then delete what it does not list: parts an
+        earlier run left beyond the new end, parts of retried or duplicated tasks."""
         self._write_state(complete=True)
-        listed = {p["file"] for p in self.parts}
-        for stale in self.out.glob("part-*.parquet"):
-            if stale.name not in listed:
-                stale.unlink()
-        for tmp in self.out.glob(".*.tmp"):  # parts of retried or duplicated tasks
-            tmp.unlink(missing_ok=True)
+        self.store.remove_unlisted_parts(self.out, {p["file"] for p in self.parts})
+        self.store.sweep_temporary(self.out)
 
     def _write_state(self, complete: bool) -> None:
+        """Rewrite ``rejects.parquet``, then the manifest that counts its rows."""
         self._unsaved_rows = 0
-        table = self.shards.rejects_to_table(self.rejects)
-        buf = _parquet_bytes(table)
-        atomic_write(self.out / self.shards.REJECTS_NAME, buf)
-        manifest = {
-            "kind": self.kind,
-            "schema_version": self.shards.SCHEMA_VERSION,
-            "ptk_version": self.ptk_version,
-            "command": self.command,
-            "options": self.options,
-            "created": self.created,
-            "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-            "complete": complete,
-            "cursor": self.cursor,
-            "cursor_ends_task": self._cursor_ends_task,  # a resume may start a task there
-            "totals": self.totals(),
-            "parts": self.parts,
-            "inputs": self.inputs,
-            "skipped": self.skipped,
-        }
-        atomic_write(self.out / self.shards.MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
+        self.store.write_rejects(self.out, self.rejects)
+        manifest = self.store.manifest(
+            kind=self.kind,
+            command=self.command,
+            options=self.options,
+            created=self.created,
+            complete=complete,
+            cursor=self.cursor,
+            cursor_ends_task=self._cursor_ends_task,
+            parts=self.parts,
+            inputs=self.inputs,
+            rejects=len(self.rejects),
+            skipped=self.skipped,
+        )
+        self.store.write_manifest(self.out, manifest)
 
     def totals(self) -> dict[str, int]:
-        done = self.inputs[: self.cursor]
-        return {
-            "rows": sum(p["rows"] for p in self.parts),
-            "files_with_rows": sum(1 for r in done if r.get("rows")),
-            "rejects": len(self.rejects),
-            "inputs": len(self.inputs),
-        }
-
-
-def _parquet_bytes(table: Any) -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    return sink.getvalue().to_pybytes()
+        """The manifest's ``totals`` of the dataset as it stands."""
+        return self.store.totals(self.parts, self.inputs, self.cursor, len(self.rejects))

@@ -25,8 +25,8 @@ Modules:
 
 - :mod:`~ptk.shards.schema`: the columns, ``SCHEMA_VERSION`` and the Arrow schemas;
 - :mod:`~ptk.shards.encoding`: rows → Arrow tables, Arrow row groups → per-row numpy;
-- :mod:`~ptk.shards.store`: the folder: part names and encoding, the atomic part writer, the
-  manifest, the parts and the rejects read back;
+- :mod:`~ptk.shards.store`: the folder, written and read: part names and encoding, the atomic
+  part writer, part placement, the manifest and the rejects written and read back, the lock;
 - :mod:`~ptk.shards.datasets`: the torch Datasets and their collates.
 """
 

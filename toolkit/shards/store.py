@@ -9,15 +9,21 @@ DIR/rejects.parquet        input, item, stage, error_class, message: one row per
                            chain/entry of a file) that did not become a row
 ```
 
-Part names and the Parquet encoding of every part, the atomic part writer, and the readers of
-the manifest, the parts and the rejects.
+Every file name of the folder and every byte written there go through this module: part names
+and the Parquet encoding of every part, the atomic part writer, the part placement (temporary
+name → ``part-NNNNN.parquet``), the manifest's keys and its writer, the rejects writer, the lock
+file and the sweep of temporary files; and the readers of the manifest, the parts and the
+rejects. ``ptk ingest`` (:mod:`ptk.pipelines.ingest`) decides what to write and what a resume
+redoes, and calls these functions to write it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from os import PathLike
 from pathlib import Path
 from typing import Any, Final
@@ -25,18 +31,33 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ptk.errors import ShardError
-from ptk.files import commit_temporary, temporary_beside
+from ptk import __version__
+from ptk.errors import ConfigError, ShardError
+from ptk.files import atomic_write, commit_temporary, temporary_beside
+from ptk.shards.encoding import rejects_to_table
 from ptk.shards.schema import KINDS, REJECTS_SCHEMA, SCHEMA_VERSION, schema_for
 
 __all__ = [
     "MANIFEST_NAME",
     "REJECTS_NAME",
+    "LOCK_NAME",
     "ROW_GROUP_ROWS",
     "part_name",
+    "temporary_name",
     "parquet_writer",
     "PartWriter",
     "write_parquet_atomic",
+    "lock",
+    "sweep_temporary",
+    "place_part",
+    "remove_unlisted_parts",
+    "timestamp",
+    "part_entry",
+    "totals",
+    "manifest",
+    "write_manifest",
+    "write_rejects",
+    "read_part",
     "cath_classes",
     "read_manifest",
     "part_paths",
@@ -46,6 +67,12 @@ __all__ = [
 
 MANIFEST_NAME: Final[str] = "_manifest.json"
 REJECTS_NAME: Final[str] = "rejects.parquet"
+#: Empty; ``flock``ed by an ingest for the length of its run (:func:`lock`).
+LOCK_NAME: Final[str] = ".lock"
+#: Glob of every temporary file in the folder: the names :func:`temporary_name` gives, and the
+#: ``.NAME.*.tmp`` of a :mod:`ptk.files` write that was cut off.
+_TEMPORARY_GLOB: Final[str] = ".*.tmp"
+_PART_GLOB: Final[str] = "part-*.parquet"
 #: Rows per Parquet row group: a Dataset decodes one row group per cache miss, so keep it small.
 ROW_GROUP_ROWS: Final[int] = 32
 
@@ -53,6 +80,12 @@ ROW_GROUP_ROWS: Final[int] = 32
 def part_name(index: int) -> str:
     """``part-00007.parquet`` for part 7."""
     return f"part-{index:05d}.parquet"
+
+
+def temporary_name(name: str) -> str:
+    """``.NAME.tmp``: a hidden temporary file in the folder (a task's part before it is placed, a
+    write-access probe). Never read as part of the dataset; :func:`sweep_temporary` deletes it."""
+    return f".{name}.tmp"
 
 
 def _string_column_paths(schema: pa.Schema) -> list[str]:
@@ -160,6 +193,135 @@ def write_parquet_atomic(
 
 
 # --------------------------------------------------------------------------------------------
+# The folder as a writer keeps it: lock, temporary files, parts put in place
+
+
+@contextlib.contextmanager
+def lock(folder: str | PathLike[str]) -> Iterator[None]:
+    """Hold the folder's lock file (:data:`LOCK_NAME`, exclusive ``flock``) for the block;
+    ConfigError when another ingest holds it."""
+    import fcntl
+
+    folder = Path(folder)
+    fh = open(folder / LOCK_NAME, "w")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise ConfigError(f"{folder} is being written by another ptk ingest (lock held)") from exc
+        yield
+    finally:
+        fh.close()
+
+
+def sweep_temporary(folder: str | PathLike[str]) -> None:
+    """Delete every temporary file in ``folder``: parts of retried or duplicated tasks, probes,
+    half-written manifests and rejects (call it under :func:`lock`)."""
+    for tmp in Path(folder).glob(_TEMPORARY_GLOB):
+        tmp.unlink(missing_ok=True)
+
+
+def place_part(folder: str | PathLike[str], tmp: str, index: int) -> str:
+    """Rename the whole part written under the temporary name ``tmp`` in ``folder`` to part
+    ``index``'s name (:func:`part_name`, overwriting an unlisted one); returns that name. The part
+    belongs to the dataset once a manifest lists it (:func:`part_entry`)."""
+    name = part_name(index)
+    os.replace(Path(folder) / tmp, Path(folder) / name)
+    return name
+
+
+def remove_unlisted_parts(folder: str | PathLike[str], listed: Collection[str]) -> None:
+    """Delete the part files whose names are not in ``listed`` (an interrupted run's leftovers)."""
+    for stale in Path(folder).glob(_PART_GLOB):
+        if stale.name not in listed:
+            stale.unlink()
+
+
+# --------------------------------------------------------------------------------------------
+# The manifest and the rejects
+
+
+def timestamp() -> str:
+    """Now, as the manifest's ``created`` and ``updated`` hold it: UTC ISO-8601, seconds."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def part_entry(
+    file: str, rows: int, inputs: tuple[int, int], complete_through: int, boundary: bool
+) -> dict[str, Any]:
+    """The manifest's record of a placed part (``parts[]`` in ``docs/shard-folder.md``)."""
+    return {
+        "file": file,
+        "rows": rows,
+        "inputs": list(inputs),
+        "complete_through": complete_through,
+        "boundary": boundary,
+    }
+
+
+def totals(
+    parts: Sequence[Mapping[str, Any]], inputs: Sequence[Mapping[str, Any]], cursor: int, rejects: int
+) -> dict[str, int]:
+    """The manifest's ``totals``: rows of the listed parts, inputs before ``cursor`` that gave
+    rows, ``rejects`` rows, number of inputs."""
+    return {
+        "rows": sum(p["rows"] for p in parts),
+        "files_with_rows": sum(1 for r in inputs[:cursor] if r.get("rows")),
+        "rejects": rejects,
+        "inputs": len(inputs),
+    }
+
+
+def manifest(
+    *,
+    kind: str,
+    command: str,
+    options: Mapping[str, Any],
+    created: str,
+    complete: bool,
+    cursor: int,
+    cursor_ends_task: bool,
+    parts: Sequence[Mapping[str, Any]],
+    inputs: Sequence[Mapping[str, Any]],
+    rejects: int,
+    skipped: Sequence[str],
+) -> dict[str, Any]:
+    """The ``_manifest.json`` of a dataset in this state, its keys in their order (each one's
+    meaning: ``docs/shard-folder.md``); ``schema_version``, ``ptk_version`` and ``updated`` are
+    this ptk's and now. ``rejects``: the rows of ``rejects.parquet``."""
+    return {
+        "kind": kind,
+        "schema_version": SCHEMA_VERSION,
+        "ptk_version": __version__,
+        "command": command,
+        "options": options,
+        "created": created,
+        "updated": timestamp(),
+        "complete": complete,
+        "cursor": cursor,
+        "cursor_ends_task": cursor_ends_task,  # a resume may start a task there
+        "totals": totals(parts, inputs, cursor, rejects),
+        "parts": parts,
+        "inputs": inputs,
+        "skipped": skipped,
+    }
+
+
+def write_manifest(folder: str | PathLike[str], manifest: Mapping[str, Any]) -> None:
+    """Write ``manifest`` (:func:`manifest`) as the folder's ``_manifest.json``, atomically: JSON,
+    indent 1, a final newline."""
+    atomic_write(Path(folder) / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
+
+
+def write_rejects(folder: str | PathLike[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write ``rows`` (dicts of the ``REJECTS_SCHEMA`` columns) as the folder's ``rejects.parquet``,
+    atomically, with ``pyarrow.parquet.write_table`` defaults (not the part encoding)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(rejects_to_table(rows), sink)
+    atomic_write(Path(folder) / REJECTS_NAME, sink.getvalue().to_pybytes())
+
+
+# --------------------------------------------------------------------------------------------
 # Reading whole tables (tests, notebooks, analysis)
 
 
@@ -200,6 +362,11 @@ def part_paths(path: str | PathLike[str]) -> list[Path]:
     dataset: an interrupted run may leave one behind, to be rewritten on resume)."""
     path = Path(path)
     return [path / part["file"] for part in read_manifest(path)["parts"]]
+
+
+def read_part(folder: str | PathLike[str], name: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """The rows of one part file ``name`` in ``folder`` (a listed part, or a task's temporary one)."""
+    return pq.read_table(Path(folder) / name, columns=columns)
 
 
 def read_table(path: str | PathLike[str], columns: Sequence[str] | None = None) -> pa.Table:
