@@ -163,9 +163,10 @@ def _load_ema(version: str, run_dir: Path, overrides: Mapping[str, str], device:
     """The run's EMA weights (``checkpoints/last.pt``) in a model rebuilt by ``get_task``."""
     from ptk.models.optim import load_checkpoint
     from ptk.models.tasks import get_task
+    from ptk.runs import checkpoint_path
 
     model = get_task(version, SIZE, dict(overrides)).build_model()
-    state = load_checkpoint(run_dir / "checkpoints" / "last.pt", map_location="cpu")
+    state = load_checkpoint(checkpoint_path(run_dir, "last"), map_location="cpu")
     model.load_state_dict(state["ema"]["module"])
     return model.to(device).eval()
 

@@ -1,5 +1,6 @@
 """A training run as the library sees it: the device a run trains on, the train/validation
-split of its shards, and the trained model read back from its folder (``docs/run-folder.md``).
+split of its shards, and the trained model read back from its folder (``docs/run-folder.md``;
+the folder's names and formats are :mod:`ptk.runs`'s).
 
 ``ptk train``, ``ptk sample``, ``ptk report`` and the benchmarks call these; the commands no longer
 import each other for them.
@@ -8,13 +9,13 @@ import each other for them.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ptk import runs
 from ptk.errors import ConfigError, PtkError
 
 __all__ = ["build_datasets", "load_run_model", "resolve_device", "split_indices"]
@@ -101,7 +102,7 @@ def build_datasets(task: Any, data: Path, val_data: Path | None) -> tuple[Any, A
 
 def _checkpoint_path(run_dir: Path, checkpoint: str) -> Path:
     if checkpoint in ("best", "last"):
-        return run_dir / "checkpoints" / f"{checkpoint}.pt"
+        return runs.checkpoint_path(run_dir, checkpoint)
     return Path(checkpoint)
 
 
@@ -113,10 +114,7 @@ def load_run_model(run_dir: str | os.PathLike[str], checkpoint: str = "best", de
     from ptk.models.tasks import get_task
 
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise PtkError(f"{run_dir}: not a run folder (no config.json)")
-    config = json.loads(config_path.read_text())
+    config = runs.read_config(run_dir)
     task = get_task(config["version"], config["size"], config.get("overrides", {}))
     path = _checkpoint_path(run_dir, checkpoint)
     if checkpoint == "best" and not path.is_file():

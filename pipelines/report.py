@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from ptk import runs
 from ptk.errors import PtkError
 
 __all__ = ["report", "write_report", "version_info"]
@@ -193,11 +194,11 @@ def write_report(
         if version not in list_versions():
             raise unknown_choice("version", version, list_versions())
     if out is None:
-        out = run.path / "report" if run is not None else Path(f"report-{version}")
+        out = runs.report_dir(run.path) if run is not None else Path(f"report-{version}")
     contacts: list[Any] = []
     panels: list[Any] = []
     note = None
-    if run is not None and (run.path / "checkpoints").is_dir():
+    if run is not None and runs.checkpoints_dir(run.path).is_dir():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -209,7 +210,7 @@ def write_report(
             note = f"could not evaluate the checkpoint ({exc})"
             log.warning("%s", note)
     elif run is not None and run.family in ("contact-classifier", "qfitlatent"):
-        note = f"no checkpoint in {run.path / 'checkpoints'}"
+        note = f"no checkpoint in {runs.checkpoints_dir(run.path)}"
     return rep.build_report(
         version, runs_dir, out, info=info, run=run, contacts=contacts, chi_panels=panels, chi_note=note
     )

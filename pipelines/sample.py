@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from ptk import runs
 from ptk.errors import ConfigError, PtkError
 from ptk.models.runs import load_run_model
 
@@ -70,7 +71,7 @@ def run_sampling(
         generator=generator,
         batch_size=batch_size,
         layout="flat",
-        eval_name="summary/samples.csv",
+        eval_name=runs.FLAT_EVAL_NAME,
     )
     count = min(n, len(dataset)) if n > 0 else len(dataset)
     return {"n": count, "out": str(out), "version": task.name, "eta": eta, "guidance": guidance, **summary}

@@ -2,15 +2,14 @@
 over to the training engine (:class:`ptk.models.trainer.Trainer`).
 
 Run folder layout: ``docs/run-folder.md`` (config.json, metrics.csv, checkpoints/, samples/,
-train.log). Validation data: ``--val-data`` when given; else the shards' ``split`` column when it
-names both ``train`` and ``validation`` rows; else a deterministic hash split of the ids
-(``val_fraction`` of them, at least one).
+train.log), its names and formats :mod:`ptk.runs`'s. Validation data: ``--val-data`` when given;
+else the shards' ``split`` column when it names both ``train`` and ``validation`` rows; else a
+deterministic hash split of the ids (``val_fraction`` of them, at least one).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import os
 import shlex
@@ -21,8 +20,8 @@ from typing import Any
 
 import click
 
+from ptk import runs
 from ptk.errors import ConfigError, PtkError
-from ptk.files import atomic_write
 from ptk.models.runs import build_datasets, resolve_device, split_indices
 
 __all__ = ["train", "run_training", "resolve_device", "parse_overrides", "split_indices"]
@@ -72,19 +71,9 @@ def _log_to_file(path: Path) -> tuple[logging.Handler, list[tuple[logging.Handle
 
 
 def read_run_config(path: Path) -> dict[str, Any]:
-    """A run folder's ``config.json``, or one line saying why it cannot be resumed from it."""
-    try:
-        saved = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PtkError(f"{path}: missing; --resume needs the run's config.json") from None
-    except (OSError, ValueError) as exc:
-        raise PtkError(
-            f"{path}: not readable as JSON ({exc}); --resume needs the run's config.json"
-        ) from None
-    needed = ("version", "size", "train", "data")
-    if not isinstance(saved, dict) or any(k not in saved for k in needed):
-        raise PtkError(f"{path}: not a ptk run config (needs the keys {', '.join(needed)})")
-    return saved
+    """The ``config.json`` at ``path``, or one line saying why the run cannot be resumed from it
+    (:func:`ptk.runs.read_resume_config` of its folder)."""
+    return runs.read_resume_config(Path(path).parent)
 
 
 def _same_setting(saved: Mapping[str, Any], key: str, value: str) -> bool:
@@ -121,11 +110,10 @@ def run_training(
 
     run_dir = Path(out)
     overrides = dict(overrides or {})
-    config_path = run_dir / "config.json"
     if resume:
-        if not any((run_dir / "checkpoints" / f).is_file() for f in ("last.pt", "best.pt")):
+        if not any(runs.checkpoint_path(run_dir, which).is_file() for which in ("last", "best")):
             raise PtkError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
-        saved = read_run_config(config_path)
+        saved = runs.read_resume_config(run_dir)
         if version is not None and version != saved["version"]:
             raise ConfigError(f"{run_dir} is a {saved['version']} run, not {version}")
         from ptk.models.optim import TrainConfig
@@ -154,7 +142,7 @@ def run_training(
     else:
         if version is None or data is None:
             raise ConfigError("ptk train needs --version and --data (or --resume on an existing run)")
-        if (run_dir / "checkpoints" / "last.pt").exists():
+        if runs.checkpoint_path(run_dir, "last").exists():
             raise PtkError(
                 f"{run_dir} already holds a run; pass --resume to continue it or choose another --out"
             )
@@ -199,15 +187,15 @@ def run_training(
         }
     )
     if resume:
-        saved = read_run_config(config_path)
+        saved = runs.read_resume_config(run_dir)
         config["created"] = saved.get("created", now)
         config["resumed_at"] = list(saved.get("resumed_at", [])) + [now]
     else:
         config["created"], config["resumed_at"] = now, []
     handler, filters = None, []
     if info.main:
-        atomic_write(config_path, json.dumps(config, indent=2, sort_keys=False) + "\n")
-        handler, filters = _log_to_file(run_dir / "train.log")
+        runs.write_config(run_dir, config)
+        handler, filters = _log_to_file(runs.log_path(run_dir))
     try:
         log.info(
             "%s %s (%s): %d params, %d train / %d val examples (%s split), device %s, world size %d",

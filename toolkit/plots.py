@@ -15,7 +15,6 @@ as PNG. Angles are in radians on input and shown in degrees.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -33,6 +32,7 @@ from torch import Tensor
 
 from ptk import geometry as G
 from ptk.errors import PtkError, unknown_choice
+from ptk.runs import read_metrics
 
 __all__ = [
     "angle_density",
@@ -361,27 +361,6 @@ def contact_map_figure(
 
 # ---------------------------------------------------------------------------------------------
 # loss curves
-
-
-def read_metrics(run: str | os.PathLike[str]):
-    """``metrics.csv`` of a run folder (or the CSV itself) as a DataFrame, with its label:
-    the ``version`` of the run's ``config.json`` when present, else the folder name."""
-    import pandas as pd
-
-    path = Path(run)
-    csv = path / "metrics.csv" if path.is_dir() else path
-    if not csv.is_file():
-        raise PtkError(f"{path}: no metrics.csv")
-    frame = pd.read_csv(csv)
-    label = csv.parent.name
-    config = csv.parent / "config.json"
-    if config.is_file():
-        try:
-            label = str(json.loads(config.read_text()).get("version") or label)
-        except (json.JSONDecodeError, OSError):
-            pass
-    frame.attrs["label"] = label
-    return frame
 
 
 def loss_curves_figure(

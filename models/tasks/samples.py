@@ -1,9 +1,9 @@
-"""Samples out: PDB files of predicted and reference structures, their Cα scores against the
-reference, and the run's ``eval.csv`` (``docs/run-folder.md``)."""
+"""Samples out: PDB files of predicted and reference structures and their Cα scores against the
+reference (the run's ``eval.csv``, written by :func:`ptk.runs.write_eval_csv`;
+``docs/run-folder.md``)."""
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from torch import Tensor
+
+from ptk.runs import write_eval_csv
 
 
 def _score(pred: Tensor, ref: Tensor, mask: Tensor) -> dict[str, Tensor]:
@@ -85,11 +87,5 @@ def _standard_error(values: Sequence[float]) -> float:
     return statistics.stdev(finite) / math.sqrt(len(finite))
 
 
-def _write_eval_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cols = ["id", "length", "method", "tm", "rmsd", "gdt_ts", "gdt_ha", "lddt"]
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=cols)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in cols})
+#: The scores CSV's writer, :mod:`ptk.runs`'s (kept under its former name).
+_write_eval_csv = write_eval_csv

@@ -10,10 +10,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ptk import runs
 from ptk.errors import ConfigError
 from ptk.models.optim import TrainConfig
 from ptk.models.tasks.overrides import _jsonable, _set_path, split_overrides
-from ptk.models.tasks.samples import _nanmean, _standard_error, _write_eval_csv, write_and_score
+from ptk.models.tasks.samples import _nanmean, _standard_error, write_and_score
 
 
 class Task:
@@ -145,7 +146,7 @@ class Task:
         generator: torch.Generator | None,
         batch_size: int,
         layout: str = "run",
-        eval_name: str = "eval.csv",
+        eval_name: str = runs.EVAL_NAME,
     ) -> dict[str, float]:
         """Sample the first ``n`` examples of ``dataset`` (DDIM from ``model``, and the one-step
         x0 prediction), write PDBs and ``eval.csv`` under ``out_dir`` and return the mean DDIM
@@ -154,16 +155,13 @@ class Task:
 
         ``layout="run"``: ``ddim/ x0/ ref/`` (run folder samples); ``layout="flat"``: the DDIM
         samples directly in ``out_dir`` plus ``ref/`` and ``x0/`` (``ptk sample``, read by
-        ``ptk eval --pred DIR --ref DIR/ref``).
+        ``ptk eval --pred DIR --ref DIR/ref``); :func:`ptk.runs.sample_folders` names them and
+        :func:`ptk.runs.write_eval_csv` writes the scores.
         """
         from ptk.models.trainer import to_device
 
         out_dir = Path(out_dir)
-        dirs = {
-            "ddim": out_dir / "ddim" if layout == "run" else out_dir,
-            "x0": out_dir / "x0",
-            "ref": out_dir / "ref",
-        }
+        dirs = runs.sample_folders(out_dir, layout)
         rows: list[dict[str, Any]] = []
         model.eval()
         count = min(n, len(dataset)) if n > 0 else len(dataset)
@@ -175,7 +173,7 @@ class Task:
                 x0 = self.predict_x0(model, batch, t=x0_t, generator=generator)
             preds = {"ddim": ddim} if x0 is None else {"ddim": ddim, "x0": x0}
             rows.extend(write_and_score(batch, preds, dirs))
-        _write_eval_csv(out_dir / eval_name, rows)
+        runs.write_eval_csv(out_dir / eval_name, rows)
         ddim_rows = [r for r in rows if r["method"] == "ddim"]
         if not ddim_rows:
             return {}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from ptk import runs
 from ptk.errors import ConfigError
 
 
@@ -16,13 +17,13 @@ def _resolve_checkpoint(explicit: str, run_dir: Path, version: str | None) -> Pa
     if explicit:
         path = Path(explicit)
         if path.is_dir():
-            path = path / "checkpoints" / "best.pt"
+            path = runs.checkpoint_path(path, "best")
         if not path.is_file():
             raise ConfigError(f"checkpoint {explicit!r} not found")
         return path
     if version:
-        path = run_dir.parent / version / "checkpoints" / "best.pt"
-        if path.is_file() and path.resolve() != (run_dir / "checkpoints" / "best.pt").resolve():
+        path = runs.checkpoint_path(run_dir.parent / version, "best")
+        if path.is_file() and path.resolve() != runs.checkpoint_path(run_dir, "best").resolve():
             return path
     return None
 

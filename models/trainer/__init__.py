@@ -4,7 +4,8 @@ checkpoints that ``resume`` continues exactly.
 
 What a model family must provide is a :class:`ptk.models.tasks.Task` (loss, optional extras,
 optional sampler); this package never looks inside a model. The run-folder layout it writes is
-the contract in ``docs/run-folder.md`` (config.json is written by the pipeline, the rest here).
+the contract in ``docs/run-folder.md``, whose names and formats :mod:`ptk.runs` owns (config.json
+is written by the pipeline, the tables and checkpoints here, through it).
 
 Data parallelism: under ``torchrun`` (``WORLD_SIZE > 1``) every rank reads its shard of the data
 through a ``DistributedSampler`` and the accumulated gradients are averaged with one bucketed

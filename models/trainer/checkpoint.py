@@ -1,8 +1,8 @@
 """``checkpoints/last.pt`` (after every epoch) and ``checkpoints/best.pt`` (at a new best
 validation loss) of a run: the one place that writes their keys and reads them back on resume
-(``docs/run-folder.md``). Files are written with :func:`ptk.models.optim.atomic_save` and read
-with :func:`ptk.models.optim.load_checkpoint` (``weights_only=True``: tensors and plain values,
-never code).
+(``docs/run-folder.md``; their names are :mod:`ptk.runs`'s). Files are written with
+:func:`ptk.models.optim.atomic_save` and read with :func:`ptk.models.optim.load_checkpoint`
+(``weights_only=True``: tensors and plain values, never code).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 
 from ptk.models.optim import atomic_save, capture_rng, load_checkpoint, restore_rng
 from ptk.models.trainer.parallel import DistInfo, barrier, gather_from_ranks
+from ptk.runs import BEST_NAME, LAST_NAME
 
 if TYPE_CHECKING:
     from ptk.models.trainer.loop import Trainer
@@ -92,7 +93,7 @@ def find_resume_checkpoint(folder: Path, device: torch.device) -> tuple[Path, di
     best epoch and its later metrics rows are dropped)."""
     from ptk.errors import PtkError
 
-    last, best = folder / "last.pt", folder / "best.pt"
+    last, best = folder / LAST_NAME, folder / BEST_NAME
     try:
         return last, load_checkpoint(last, map_location=device)
     except PtkError as exc:
@@ -112,7 +113,7 @@ def save_checkpoints(trainer: Trainer, folder: Path, info: DistInfo, best: bool)
         state = training_state(trainer)
         if info.world_size > 1:
             state["rng_by_rank"] = gathered
-        atomic_save(state, folder / "last.pt")
+        atomic_save(state, folder / LAST_NAME)
         if best:
-            atomic_save(state, folder / "best.pt")
+            atomic_save(state, folder / BEST_NAME)
     barrier(info)  # no rank runs ahead of a checkpoint (e.g. into a resume)

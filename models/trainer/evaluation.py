@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ptk import runs
 from ptk.models.optim import TrainConfig, gradient_cosines
 from ptk.models.trainer.loaders import to_device
 from ptk.models.trainer.metrics_log import MetricsLog
@@ -130,7 +131,7 @@ class Evaluation:
             return None
         from ptk.errors import PtkError
 
-        out_dir = self.run_dir / "samples" / f"epoch_{epoch:03d}"
+        out_dir = runs.epoch_samples_dir(self.run_dir, epoch)
         with _fork_rng(self.device):
             torch.manual_seed(cfg.seed + 54321)
             try:

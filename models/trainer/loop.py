@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from ptk import runs
 from ptk.models.optim import (
     EMA,
     TrainConfig,
@@ -93,7 +94,7 @@ class Trainer:
         self.task, self.cfg, self.device = task, cfg, device
         self.info = info = dist_info or DistInfo()
         self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ckpt_dir = runs.checkpoints_dir(self.run_dir)
         self.config = dict(config or {})
         if info.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)

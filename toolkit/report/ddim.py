@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ptk import runs
 from ptk.report.blocks import cell, figure, table
 from ptk.report.page import Page
 from ptk.report.run import DIFFUSION_FAMILIES, Run, Sampling, data_hint
@@ -25,9 +26,9 @@ def ddim_section(page: Page, run: Run, sampling: Sampling | None) -> Any:
     if run.family not in DIFFUSION_FAMILIES:
         return None
     if sampling is None:
-        where = run.path / "samples" / "manual"
+        where = runs.samples_dir(run.path) / "manual"
         cmd = f"ptk sample --run {run.path} --data {data_hint(run)} --out {where} --n 8"
-        page.add("ddim", title, page.miss("ddim", f"no samples yet in {run.path / 'samples'}", cmd))
+        page.add("ddim", title, page.miss("ddim", f"no samples yet in {runs.samples_dir(run.path)}", cmd))
         return None
     frame = pd.read_csv(sampling.csv)
     if "method" not in frame:

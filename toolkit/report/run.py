@@ -1,170 +1,27 @@
-"""The run folders the report reads (``docs/run-folder.md``): a run's ``config.json`` and
-``metrics.csv`` (:class:`Run`), finding the run of a version under a runs folder, and its latest
-sampling (:class:`Sampling`)."""
+"""The run folders the report reads (``docs/run-folder.md``). Reading them is :mod:`ptk.runs`'s
+(:class:`Run`, :func:`load_run`, :func:`find_runs`, :func:`pick_run`, :class:`Sampling`,
+:func:`latest_samples`, re-exported here); this module adds what only the report asks of a run."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from ptk.runs import Run, Sampling, find_runs, latest_samples, load_run, pick_run
 
-from ptk.errors import PtkError
+__all__ = [
+    "DIFFUSION_FAMILIES",
+    "Run",
+    "Sampling",
+    "data_hint",
+    "find_runs",
+    "latest_samples",
+    "load_run",
+    "pick_run",
+]
 
 #: Families whose runs write DDIM samples (``samples/epoch_NNN/``).
 DIFFUSION_FAMILIES = ("minifold",)
 
-_EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
-
-
-@dataclass
-class Run:
-    """One run folder: its ``config.json`` and ``metrics.csv`` (None before the first epoch)."""
-
-    path: Path
-    config: dict[str, Any]
-    metrics: Any  # pandas.DataFrame | None
-
-    @property
-    def version(self) -> str:
-        return str(self.config.get("version", self.path.name))
-
-    @property
-    def family(self) -> str:
-        return str(self.config.get("family", ""))
-
-    @property
-    def n_epochs(self) -> int:
-        return 0 if self.metrics is None else len(self.metrics)
-
-    @property
-    def best_index(self) -> int | None:
-        """Row index of the best epoch: the last row whose status is ``NEW BEST``."""
-        frame = self.metrics
-        if frame is None or "status" not in frame or not len(frame):
-            return None
-        best = frame.index[frame["status"].astype(str).str.strip() == "NEW BEST"]
-        return int(best[-1]) if len(best) else None
-
-    @property
-    def best_row(self) -> Mapping[str, Any] | None:
-        i = self.best_index
-        return None if i is None else self.metrics.loc[i]
-
-    @property
-    def created(self) -> str:
-        return str(self.config.get("created") or "")
-
-
-def load_run(path: str | os.PathLike[str]) -> Run:
-    """The run folder ``path`` (``config.json`` required, ``metrics.csv`` optional).
-
-    Raises:
-        PtkError: no readable ``config.json``.
-    """
-    import pandas as pd
-
-    path = Path(path)
-    config_path = path / "config.json"
-    try:
-        config = json.loads(config_path.read_text())
-    except FileNotFoundError as exc:
-        raise PtkError(f"{path}: not a run folder (no config.json)") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise PtkError(f"{config_path}: unreadable ({exc})") from exc
-    metrics = None
-    csv = path / "metrics.csv"
-    if csv.is_file() and csv.stat().st_size > 0:
-        try:
-            metrics = pd.read_csv(csv)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError):
-            metrics = None
-    return Run(path=path, config=config, metrics=metrics)
-
-
-def find_runs(runs_dir: str | os.PathLike[str], max_depth: int = 3) -> list[Run]:
-    """Every run folder (a folder with ``config.json`` holding a ``version``) at most
-    ``max_depth`` levels under ``runs_dir`` (itself included), sorted by path. Unreadable
-    folders are skipped."""
-    root = Path(runs_dir)
-    if not root.is_dir():
-        return []
-    found: list[Run] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        depth = len(here.relative_to(root).parts)
-        # a run's own subfolders (checkpoints, samples) hold no runs
-        dirnames[:] = [] if "config.json" in filenames or depth >= max_depth else sorted(dirnames)
-        if "config.json" in filenames:
-            try:
-                run = load_run(here)
-            except PtkError:
-                continue
-            if "version" in run.config:
-                found.append(run)
-    return sorted(found, key=lambda r: str(r.path))
-
-
-def pick_run(version: str, runs_dir: str | os.PathLike[str], runs: Sequence[Run] | None = None) -> Run | None:
-    """The run of ``version``: ``runs_dir/<version>/`` when it is one, else the most recently
-    created run whose ``config.json`` names that version (None when there is none); runs with a
-    finished epoch come before runs without one."""
-    runs = find_runs(runs_dir) if runs is None else runs
-    candidates = [r for r in runs if r.version == version]
-    if not candidates:
-        return None
-    # an interrupted run with no finished epoch has nothing to show while another run does
-    candidates = [r for r in candidates if r.n_epochs > 0] or candidates
-    preferred = (Path(runs_dir) / version).resolve()
-    for run in candidates:
-        if run.path.resolve() == preferred:
-            return run
-    return max(candidates, key=lambda r: (r.created, r.n_epochs, str(r.path)))
-
-
-@dataclass
-class Sampling:
-    """One sampling of a run: the folder, its scores CSV and the PDB folders."""
-
-    path: Path
-    csv: Path
-    ddim: Path
-    ref: Path
-    x0: Path
-    epoch: int | None
-
-    @property
-    def label(self) -> str:
-        return f"epoch {self.epoch}" if self.epoch is not None else self.path.name
-
-
-def _sampling(folder: Path) -> Sampling | None:
-    match = _EPOCH_DIR.match(folder.name)
-    epoch = int(match.group(1)) if match else None
-    if (folder / "eval.csv").is_file():  # written during training: ddim/ x0/ ref/
-        return Sampling(folder, folder / "eval.csv", folder / "ddim", folder / "ref", folder / "x0", epoch)
-    if (folder / "summary" / "samples.csv").is_file():  # `ptk sample --out` layout: flat
-        return Sampling(
-            folder, folder / "summary" / "samples.csv", folder, folder / "ref", folder / "x0", epoch
-        )
-    return None
-
-
-def latest_samples(run: Run) -> Sampling | None:
-    """The latest sampling of ``run`` under ``run/samples/``: training-time ``epoch_NNN/``
-    folders and ``ptk sample --out run/samples/NAME`` folders alike, the most recently
-    written scores CSV winning (ties: the higher epoch)."""
-    root = run.path / "samples"
-    if not root.is_dir():
-        return None
-    found = [s for s in (_sampling(p) for p in sorted(root.iterdir()) if p.is_dir()) if s is not None]
-    if not found:
-        return None
-    return max(found, key=lambda s: (s.csv.stat().st_mtime, s.epoch or 0))
-
 
 def data_hint(run: Run) -> str:
+    """The run's training shards (``config.json``'s ``data.train``), for the commands the page
+    suggests."""
     return str((run.config.get("data") or {}).get("train") or "SHARDS")

@@ -13,6 +13,7 @@ from ptk.report.blocks import cell, figure, table
 from ptk.report.inputs import VersionInfo
 from ptk.report.page import Page
 from ptk.report.run import DIFFUSION_FAMILIES, Run, data_hint, pick_run
+from ptk.runs import read_grad_cosines
 
 _e = html.escape
 
@@ -197,13 +198,8 @@ def loss_curves(page: Page, run: Run, info: VersionInfo | None, runs: Sequence[R
 def gradient_agreement(page: Page, run: Run) -> None:
     """``grad_cosine.csv`` (``--set grad_cosine_every=N``): the mean cosine between each pair of
     weighted loss terms' gradients, in the first and the last epoch logged."""
-    import pandas as pd
-
-    path = run.path / "grad_cosine.csv"
-    if not path.is_file():
-        return
-    frame = pd.read_csv(path)
-    if frame.empty:
+    frame = read_grad_cosines(run.path)
+    if frame is None or frame.empty:
         return
     first, last = int(frame["epoch"].min()), int(frame["epoch"].max())
     mean = frame.groupby(["term_a", "term_b", "epoch"])["cosine"].mean()
