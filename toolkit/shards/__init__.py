@@ -1,15 +1,7 @@
 """Shard datasets: the versioned Arrow schemas of both kinds, writing them, and reading them back.
 
-A shard dataset is a folder (``../shared/DESIGN.md`` "Shards"):
-
-```
-DIR/part-00000.parquet …   rows, at most --shard-rows each (a part is listed in the manifest
-                           only once it is whole: written to a temporary name, then renamed)
-DIR/_manifest.json         kind, schema version, ptk version, command line, options, every input
-                           with its sha256 and outcome, every part with its row count
-DIR/rejects.parquet        input, item, stage, error_class, message: one row per input file (or
-                           chain/entry of a file) that did not become a row
-```
+A shard dataset is a folder of Parquet parts, ``_manifest.json`` and ``rejects.parquet``
+(``../shared/DESIGN.md`` "Shards"; the layout is drawn once, in :mod:`ptk.shards.store`).
 
 Column names are the public ones of DESIGN.md "Shard columns", plus ``aatype`` (residue index,
 0..20) and quality fields. Per-residue columns are Arrow lists over residues; per-altloc qfit
